@@ -1,0 +1,2 @@
+class ConfigError(Exception):
+    """A configuration problem the administrator must fix; its message is shown as is, without a traceback."""

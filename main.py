@@ -1,0 +1,124 @@
+"""Front office: composition root and command line.
+
+    python main.py                 # serve (web + workers) on the embedded default
+    python main.py serve --no-workers
+    python main.py worker
+    python main.py db upgrade
+    python main.py demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from config import BusinessConfig, ConfigError, Settings, load_business_config, load_settings
+from service.errors import StartupError
+
+Command = Callable[[argparse.Namespace, Settings, BusinessConfig], Awaitable[int]]
+
+
+async def cmd_serve(args: argparse.Namespace, settings: Settings, config: BusinessConfig) -> int:
+    from service.runner import serve
+
+    host = args.host or settings.http_host
+    port = args.port or settings.http_port
+    return await serve(settings, config, host=host, port=port, with_workers=not args.no_workers)
+
+
+async def cmd_worker(_args: argparse.Namespace, settings: Settings, config: BusinessConfig) -> int:
+    from service.runner import run_workers
+
+    return await run_workers(settings, config)
+
+
+async def cmd_db_upgrade(_args: argparse.Namespace, settings: Settings, config: BusinessConfig) -> int:
+    from service.container import build_services
+    from storage.migrate import current_revision, head_revision, upgrade
+
+    services = await build_services(settings, config, prepare_database=False)
+    try:
+        before = await current_revision(services.engine)
+        await upgrade(settings.database_url)
+        from storage.seed import sync_departments
+
+        await sync_departments(services.uow, config)
+        print(f"database schema: {before or 'empty'} -> {head_revision()}")
+    finally:
+        await services.close()
+    return 0
+
+
+async def cmd_demo(_args: argparse.Namespace, settings: Settings, config: BusinessConfig) -> int:
+    from service.container import build_services
+    from storage.seed import DEMO_PIN_NOTE, seed_demo
+
+    services = await build_services(settings, config)
+    try:
+        added = await seed_demo(services.uow, config)
+    finally:
+        await services.close()
+    print("demo data: " + ", ".join(f"{count} {what} added" for what, count in added.items()))
+    print(DEMO_PIN_NOTE)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="main.py", description="Front office for service providers.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the HTTP service (and the workers); the default command")
+    serve.add_argument("--host", help="listen address (default HTTP_HOST or 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="listen port (default HTTP_PORT or 8080)")
+    serve.add_argument("--no-workers", action="store_true", help="web only; run workers with `main.py worker`")
+    serve.set_defaults(handler=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run the background workers only (dispatcher, SLA watcher...)")
+    worker.set_defaults(handler=cmd_worker)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    db_sub.add_parser("upgrade", help="apply migrations up to the newest").set_defaults(handler=cmd_db_upgrade)
+
+    demo = sub.add_parser("demo", help="add the demo data set (idempotent)")
+    demo.set_defaults(handler=cmd_demo)
+
+    for register in _feature_commands():
+        register(sub)
+    return parser
+
+
+def _feature_commands() -> list[Callable[[Any], None]]:
+    """Commands contributed by features; each registers its sub-parsers with a `handler`."""
+    return []
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aiohttp.access", "sqlalchemy.engine", "aiosqlite", "asyncio", "alembic"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        args = parser.parse_args(["serve", *(argv or [])])
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level)
+        config = load_business_config(settings.config_file)
+        return asyncio.run(args.handler(args, settings, config))
+    except (ConfigError, StartupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

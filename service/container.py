@@ -1,0 +1,115 @@
+"""Builds every shared dependency once, from settings and the business configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from config import BusinessConfig, Settings
+from handlers.i18n import Translator
+from service.errors import StartupError
+from storage.db import create_engine, create_session_factory
+from storage.kv import KeyValueBackends
+from storage.migrate import current_revision, head_revision, upgrade_if_behind
+from storage.models import Customer
+from storage.seed import seed_demo, sync_departments
+from storage.uow import SqlAlchemyUnitOfWork, UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    config: BusinessConfig
+    engine: AsyncEngine
+    kv: KeyValueBackends
+    translator: Translator
+    clock: Callable[[], datetime] = _utcnow
+    # Filled by features as they are wired (classifier, billing source, bot sender...).
+    extras: dict[str, Any] = field(default_factory=dict)
+    _write_lock: asyncio.Lock | None = None
+
+    def __post_init__(self) -> None:
+        self._session_factory = create_session_factory(self.engine)
+        if self.engine.dialect.name == "sqlite":
+            self._write_lock = asyncio.Lock()
+
+    def uow(self) -> UnitOfWork:
+        return SqlAlchemyUnitOfWork(self._session_factory, self._write_lock)
+
+    async def check_database(self, timeout: float = 3.0) -> None:
+        async def probe() -> None:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+
+        await asyncio.wait_for(probe(), timeout)
+
+    async def check_redis(self, timeout: float = 3.0) -> None:
+        await asyncio.wait_for(self.kv.ping(), timeout)
+
+    async def close(self) -> None:
+        await self.kv.close()
+        await self.engine.dispose()
+
+
+def _describe_db_error(exc: BaseException) -> str:
+    text_ = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text_[0] if text_ else type(exc).__name__
+
+
+async def build_services(settings: Settings, config: BusinessConfig, *, prepare_database: bool = True) -> Services:
+    """Connect to the database and Redis, failing with one clear line when either is unusable."""
+    engine = create_engine(settings.database_url)
+    kv = KeyValueBackends.from_url(settings.redis_url) if settings.redis_url else KeyValueBackends.in_process()
+    services = Services(settings=settings, config=config, engine=engine, kv=kv, translator=Translator(config))
+    try:
+        try:
+            await services.check_database()
+        except (SQLAlchemyError, OSError, TimeoutError, ConnectionError) as exc:
+            raise StartupError(f"database unreachable ({engine.url.render_as_string()}): "
+                               f"{_describe_db_error(exc)}") from None
+        if settings.redis_url:
+            try:
+                await services.check_redis()
+            except Exception as exc:  # redis raises several unrelated types here
+                raise StartupError(f"redis unreachable ({settings.redis_url_safe}): {exc}") from None
+        if prepare_database:
+            await _prepare_database(services)
+    except BaseException:
+        await services.close()
+        raise
+    return services
+
+
+async def _prepare_database(services: Services) -> None:
+    settings = services.settings
+    try:
+        if settings.is_sqlite:
+            await upgrade_if_behind(services.engine, settings.database_url)
+        elif await current_revision(services.engine) != head_revision():
+            log.warning("PostgreSQL schema is behind the code; upgrading now (python main.py db upgrade)")
+            await upgrade_if_behind(services.engine, settings.database_url)
+        await sync_departments(services.uow, services.config)
+        if settings.is_sqlite and settings.seed_demo and await _is_empty(services):
+            added = await seed_demo(services.uow, services.config)
+            log.info("first run: demo data seeded (%s)", ", ".join(f"{v} {k}" for k, v in added.items()))
+    except SQLAlchemyError as exc:
+        raise StartupError(f"database not usable: {_describe_db_error(exc)}") from None
+
+
+async def _is_empty(services: Services) -> bool:
+    async with services.uow() as uow:
+        return (await uow.session.scalar(select(func.count()).select_from(Customer))) == 0

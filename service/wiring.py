@@ -1,0 +1,26 @@
+"""What runs in this process: the adapters mounted on the HTTP app and the background workers.
+
+Each feature adds itself here; this is the only module that knows all of them.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from service.container import Services
+from service.workers import Worker
+
+
+async def mount_adapters(app: web.Application, services: Services) -> list[str]:
+    """Mount every channel adapter; returns one line per adapter for the start-up banner."""
+    lines: list[str] = []
+    return lines
+
+
+def build_workers(services: Services) -> list[Worker]:
+    workers: list[Worker] = []
+    return workers
+
+
+async def warm_up(services: Services) -> None:
+    """Slow preparations (model training...) that must not delay /health; run in the background."""

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from storage.models import Department, Staff
+from storage.repositories.base import Repository
+
+
+class DepartmentRepository(Repository):
+    async def by_code(self, code: str) -> Department | None:
+        return await self.session.scalar(select(Department).where(Department.code == code))
+
+    async def get(self, department_id: int) -> Department | None:
+        return await self.session.get(Department, department_id)
+
+    async def all(self) -> list[Department]:
+        return list(await self.session.scalars(select(Department).order_by(Department.id)))
+
+
+class StaffRepository(Repository):
+    async def get(self, staff_id: int) -> Staff | None:
+        return await self.session.get(Staff, staff_id)
+
+    async def by_telegram_id(self, telegram_id: int) -> Staff | None:
+        return await self.session.scalar(
+            select(Staff).where(Staff.telegram_id == telegram_id, Staff.is_active.is_(True))
+        )
+
+    async def by_email(self, email: str) -> Staff | None:
+        return await self.session.scalar(select(Staff).where(Staff.email == email.strip().lower()))
+
+    async def in_department(self, department_id: int, *, on_duty_only: bool = False) -> list[Staff]:
+        query = select(Staff).where(Staff.department_id == department_id, Staff.is_active.is_(True))
+        if on_duty_only:
+            query = query.where(Staff.on_duty.is_(True))
+        return list(await self.session.scalars(query.order_by(Staff.id)))

@@ -1,0 +1,62 @@
+from aiohttp import web
+
+from service.http import create_app
+from tests.helpers import http_client
+
+
+async def test_health_ready_metrics(services):
+    async with http_client(create_app(services)) as client:
+        assert (await client.get("/health")).status == 200
+        ready = await client.get("/ready")
+        body = await ready.json()
+        assert ready.status == 200 and body["status"] == "ok" and body["down"] == []
+        if services.settings.redis_url:
+            assert body["checks"]["redis"] == "ok"
+        metrics = await client.get("/metrics")
+        text = await metrics.text()
+        assert metrics.status == 200 and metrics.content_type == "text/plain"
+        assert 'frontoffice_http_requests_total{method="GET",route="/health",status="200"}' in text
+
+
+async def test_ready_names_what_is_down(services):
+    app = create_app(services)
+    async with http_client(app) as client:
+        await services.engine.dispose()
+        # Point the engine at a server that does not exist: /ready must say so, not hang or crash.
+        from storage.db import create_engine
+
+        good = services.engine
+        services.engine = create_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+        try:
+            response = await client.get("/ready")
+            body = await response.json()
+            assert response.status == 503 and body["down"] == ["database"]
+        finally:
+            await services.engine.dispose()
+            services.engine = good
+
+
+async def test_unexpected_error_is_logged_not_leaked(services, caplog):
+    app = create_app(services)
+
+    async def broken(_request):
+        raise ValueError("secret internals")
+
+    app.router.add_get("/broken", broken)
+    async with http_client(app) as client:
+        response = await client.get("/broken")
+        body = await response.json()
+        assert response.status == 500 and "secret" not in str(body) and body["incident"]
+    assert "secret internals" in caplog.text
+
+
+async def test_oversized_body_is_refused(services):
+    app = create_app(services)
+
+    async def echo(request):
+        return web.Response(text=str(len(await request.read())))
+
+    app.router.add_post("/echo", echo)
+    async with http_client(app) as client:
+        assert (await client.post("/echo", data=b"x" * 50_000)).status == 200
+        assert (await client.post("/echo", data=b"x" * 2_000_000)).status == 413
