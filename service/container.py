@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config import BusinessConfig, Settings
+from handlers.context import AppContext
 from handlers.i18n import Translator
 from service.errors import StartupError
 from storage.db import create_engine, create_session_factory
@@ -46,6 +47,9 @@ class Services:
         self._session_factory = create_session_factory(self.engine)
         if self.engine.dialect.name == "sqlite":
             self._write_lock = asyncio.Lock()
+        # The use cases' view of these services; adapters get it, not the container.
+        self.ctx = AppContext(config=self.config, uow=self.uow, t=self.translator, clock=self.clock, kv=self.kv,
+                              data_dir=str(self.settings.data_dir))
 
     def uow(self) -> UnitOfWork:
         return SqlAlchemyUnitOfWork(self._session_factory, self._write_lock)
