@@ -29,6 +29,7 @@ from storage.kv import KeyValueBackends, MemoryKeyValue, MemoryLocks, MemoryPubS
 from storage.migrate import upgrade
 from storage.models import Base
 from storage.seed import sync_departments
+from tests.fakes.bot_api import FakeBotApi
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or None
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL") or None
@@ -166,6 +167,17 @@ async def services(
         yield svc
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+async def fake_bot_api() -> AsyncIterator[FakeBotApi]:
+    """A fake Telegram Bot API server on a free loopback port (see tests/fakes/bot_api.py)."""
+    api = FakeBotApi()
+    await api.start()
+    try:
+        yield api
+    finally:
+        await api.stop()
 
 
 @pytest.fixture
