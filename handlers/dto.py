@@ -154,6 +154,7 @@ class DocumentFile:
     size: int
     content: bytes | None = None  # None when too large to send as a file
     download_url: str | None = None  # offered instead when over the messenger's limit
+    path: str | None = None  # where the file lies on our side (outbox deliveries send from here)
 
 
 # ----------------------------------------------------------------- tickets
@@ -176,6 +177,15 @@ class TicketSummary:
     assignee_id: int | None
     assignee_name: str | None
     customer_id: int | None
+    # Added by the tickets feature (defaults keep older constructors working).
+    channel: str = ""
+    language: str = "ru"
+    text: str = ""
+    customer_name: str | None = None
+    updated_at: datetime | None = None
+    resolved_at: datetime | None = None
+    csat_score: int | None = None
+    waiting_client: bool = False
 
 
 @dataclass(frozen=True)
@@ -226,3 +236,40 @@ class IntakeResult:
     choices: tuple[TopicChoice, ...] = ()
     documents_query: DocumentQuery | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------- tickets: inputs and statistics
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file that came with a client's message: a Telegram file id or a call recording URL."""
+
+    kind: Literal["photo", "document", "voice", "recording", "video", "audio"]
+    ref: str
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class CountRow:
+    key: str  # department code or staff id (as text)
+    name: str
+    count: int
+
+
+@dataclass(frozen=True)
+class StaffStats:
+    since: datetime
+    until: datetime
+    created: int
+    resolved: int
+    open_total: int
+    open_by_department: tuple[CountRow, ...]
+    open_by_assignee: tuple[CountRow, ...]
+    unassigned_open: int
+    first_response_breaches: int
+    resolution_breaches: int
+    first_response_median_seconds: float | None
+    resolution_median_seconds: float | None
+    csat_average: float | None
+    csat_count: int
