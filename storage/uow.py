@@ -30,6 +30,8 @@ class UnitOfWork:
     interactions: r.InteractionRepository
     calls: r.CallRepository
     processed_updates: r.ProcessedUpdateRepository
+    tickets: r.TicketRepository
+    outbox: r.OutboxRepository
     session: AsyncSession
 
     async def __aenter__(self) -> Self:
@@ -70,6 +72,8 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         self.interactions = r.InteractionRepository(s)
         self.calls = r.CallRepository(s)
         self.processed_updates = r.ProcessedUpdateRepository(s)
+        self.tickets = r.TicketRepository(s)
+        self.outbox = r.OutboxRepository(s)
         return self
 
     async def __aexit__(
