@@ -1,0 +1,171 @@
+"""Who is talking to the Rasa assistant, decided on our side.
+
+Trusted, in this order:
+1. an account number (or a phone with a single account) plus the PIN, from the slots - checked with the PIN
+   lockout of `identify_by_account_pin`; the PIN slot is always wiped afterwards;
+2. an identification made earlier in this conversation, remembered server-side (ctx.kv) for the same
+   sender_id and input channel - never a slot, since slots can be filled from what the user types;
+3. the sender_id itself, but only when Rasa says the message came from a channel that vouches for it:
+   the caller's number on a voice/SMS channel (Twilio...), a linked Telegram chat on Rasa's Telegram channel.
+A phone number typed into a chat (the `phone` slot) alone identifies nobody: it is only a contact number.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from rasa_sdk.events import SlotSet
+
+from actions.base import Reply, Turn
+from handlers import identification
+from handlers.dto import ClientProfile, NotFound
+from handlers.phones import normalize_phone
+
+log = logging.getLogger(__name__)
+
+# Rasa channel names whose sender_id is the caller's phone number.
+PHONE_CHANNELS = frozenset({"twilio_voice", "twilio", "twilio_media_streams", "audiocodes", "jambonz",
+                            "genesys", "vonage", "whatsapp"})
+TELEGRAM_CHANNELS = frozenset({"telegram"})
+SESSION_TTL_SECONDS = 30 * 60
+_SESSION_PREFIX = "rasa:client:"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The outcome of resolving the client of one turn."""
+
+    client: ClientProfile | None
+    # How: "pin", "session", "telegram", "phone"; or why not: "wrong_pin", "locked", "need_account", None.
+    how: str | None = None
+    attempts_left: int = 0
+
+
+def sender_phone(turn: Turn) -> str | None:
+    """The caller's number when the channel vouches for it (Twilio voice: sender_id is the From number)."""
+    if turn.channel not in PHONE_CHANNELS:
+        return None
+    raw = turn.sender_id.removeprefix("whatsapp:").removeprefix("tel:")
+    return normalize_phone(raw, turn.ctx.config.default_region)
+
+
+def contact_phone(turn: Turn, client: ClientProfile | None) -> str | None:
+    """A number to call back: the one given in the conversation, else the caller's, else the client's."""
+    typed = normalize_phone(turn.slot("phone"), turn.ctx.config.default_region)
+    if typed:
+        return typed
+    caller = sender_phone(turn)
+    if caller:
+        return caller
+    if client is not None and client.phones:
+        return client.phones[0]
+    return None
+
+
+def _session_key(turn: Turn) -> str:
+    return f"{_SESSION_PREFIX}{turn.channel or '-'}:{turn.sender_id}"
+
+
+async def remember(turn: Turn, client: ClientProfile) -> None:
+    await turn.ctx.kv.kv.set(_session_key(turn), str(client.customer_id), ttl=SESSION_TTL_SECONDS)
+
+
+async def forget(turn: Turn) -> None:
+    await turn.ctx.kv.kv.delete(_session_key(turn))
+
+
+async def _from_session(turn: Turn) -> ClientProfile | None:
+    stored = await turn.ctx.kv.kv.get(_session_key(turn))
+    if not stored or not stored.isdigit():
+        return None
+    try:
+        client = await identification.client_profile(turn.ctx, int(stored))
+    except NotFound:
+        await forget(turn)
+        return None
+    # Sliding expiry: an active conversation stays identified.
+    await remember(turn, client)
+    return client
+
+
+async def _from_sender(turn: Turn) -> tuple[ClientProfile | None, str | None]:
+    if turn.channel in TELEGRAM_CHANNELS:
+        chat = turn.sender_id
+        # Private chats have positive ids equal to the user's id; groups cannot identify one person.
+        if chat.isdigit() and len(chat) < 19:
+            return await identification.identify_by_telegram(turn.ctx, int(chat)), "telegram"
+        return None, None
+    phone = sender_phone(turn)
+    if phone:
+        return await identification.identify_by_phone(turn.ctx, phone), "phone"
+    return None, None
+
+
+async def _check_pin(turn: Turn, pin: str) -> Identity:
+    """Account (or a phone with exactly one account) plus PIN."""
+    account = turn.slot("account_number")
+    if account:
+        account = "".join(account.split())
+    else:
+        phone = normalize_phone(turn.slot("phone"), turn.ctx.config.default_region) or sender_phone(turn)
+        owner = await identification.identify_by_phone(turn.ctx, phone) if phone else None
+        if owner is None or len(owner.account_numbers) != 1:
+            # Unknown phone, or several accounts: ask which account (without saying which case it is).
+            return Identity(None, "need_account")
+        account = owner.account_numbers[0]
+    check = await identification.identify_by_account_pin(turn.ctx, account, pin)
+    if check.ok and check.client is not None:
+        await remember(turn, check.client)
+        return Identity(check.client, "pin")
+    if check.locked_until is not None:
+        return Identity(None, "locked")
+    return Identity(None, "wrong_pin", attempts_left=check.attempts_left)
+
+
+async def resolve_client(turn: Turn) -> Identity:
+    """Find the client of this turn; records slot events (PIN wiped, identity flags) on `turn.events`."""
+    pin = turn.slot("pin")
+    if pin is not None:
+        turn.events.append(SlotSet("pin", None))
+        identity = await _check_pin(turn, "".join(pin.split()))
+        turn.events.extend(_identity_slots(identity.client))
+        return identity
+    client = await _from_session(turn)
+    if client is not None:
+        return Identity(client, "session")
+    client, how = await _from_sender(turn)
+    if client is not None:
+        await remember(turn, client)
+        turn.events.extend(_identity_slots(client))
+        return Identity(client, how)
+    return Identity(None, None)
+
+
+def _identity_slots(client: ClientProfile | None) -> list[dict]:
+    """Slots a Rasa story can branch on; informational only, never trusted back by us."""
+    if client is None:
+        return [SlotSet("customer_identified", False)]
+    return [SlotSet("customer_identified", True), SlotSet("customer_name", client.name)]
+
+
+def explain_failure(identity: Identity, reply: Reply) -> None:
+    """Tell the user why we do not know them yet and what to send."""
+    if identity.how == "locked":
+        reply.say("rasa_pin_locked")
+    elif identity.how == "wrong_pin":
+        reply.say("rasa_pin_wrong", attempts=identity.attempts_left)
+    elif identity.how == "need_account":
+        reply.say("rasa_need_account")
+    else:
+        reply.say("rasa_need_identification")
+
+
+async def require_client(turn: Turn, reply: Reply) -> ClientProfile | None:
+    """The identified client, or None after telling the user how to identify themselves."""
+    identity = await resolve_client(turn)
+    if identity.client is None:
+        explain_failure(identity, reply)
+        if not any(e.get("name") == "customer_identified" for e in turn.events):
+            turn.events.append(SlotSet("customer_identified", False))
+    return identity.client
