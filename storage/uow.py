@@ -80,7 +80,8 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
-            await self.rollback()
+            # close() rolls back whatever was not committed, like rollback(), but leaves the objects'
+            # loaded attributes readable (rollback() would expire them), so results can be used after the block.
             await self.session.close()
         finally:
             if self._locked and self._write_lock is not None:
