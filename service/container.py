@@ -92,6 +92,9 @@ async def build_services(settings: Settings, config: BusinessConfig, *, prepare_
                 raise StartupError(f"redis unreachable ({settings.redis_url_safe}): {exc}") from None
         if prepare_database:
             await _prepare_database(services)
+        from service.wiring import connect_ports  # wiring imports this module
+
+        connect_ports(services)
     except BaseException:
         await services.close()
         raise

@@ -11,9 +11,20 @@ from service.container import Services
 from service.workers import Worker
 
 
+def connect_ports(services: Services) -> None:
+    """Attach the use cases' ports to `services.ctx` (classifier, billing source, message sender, knowledge
+    base...). Runs in every kind of process (web, worker, CLI) right after the services are built."""
+    from handlers.knowledge import KnowledgeBase
+
+    services.ctx.extras["knowledge"] = KnowledgeBase(services.ctx)
+
+
 async def mount_adapters(app: web.Application, services: Services) -> list[str]:
     """Mount every channel adapter; returns one line per adapter for the start-up banner."""
     lines: list[str] = []
+    from bot.webhook import setup as setup_telegram
+
+    lines += setup_telegram(app, services.ctx, services.settings)
     return lines
 
 
@@ -24,3 +35,6 @@ def build_workers(services: Services) -> list[Worker]:
 
 async def warm_up(services: Services) -> None:
     """Slow preparations (model training...) that must not delay /health; run in the background."""
+    from handlers.knowledge import seed_default_articles
+
+    await seed_default_articles(services.ctx)
