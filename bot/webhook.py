@@ -1,0 +1,191 @@
+"""POST /telegram/webhook, and choosing between webhook and long polling at start-up.
+
+Delivery guarantees:
+- a request without the right `X-Telegram-Bot-Api-Secret-Token` gets 401 and touches nothing;
+- an update is acknowledged (200) only after the dispatcher has finished with it, i.e. after its effects are
+  committed; a failure answers 500 so Telegram delivers it again;
+- a repeated `update_id` is ignored (processed_updates, source "telegram");
+- an update failing MAX_ATTEMPTS times is recorded as failed, the user gets an apology, and it is
+  acknowledged, so one poisonous update cannot block the bot's queue.
+A crash after the effects but before the processed mark means one redelivery: the use cases are idempotent on
+`tg:<update_id>` (no second ticket), and the worst case is a repeated reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import Update
+from aiohttp import web
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+
+from bot.dispatcher import build_dispatcher
+from bot.errors import Delivery
+from bot.fsm import build_storage
+from config import Settings
+from handlers.context import AppContext
+from storage.models import ProcessedUpdate
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/telegram/webhook"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+SOURCE = "telegram"
+MAX_ATTEMPTS = 3
+FAILURES_KEY = "tg:failures:{update_id}"
+SECRET_FILE = "telegram_webhook_secret"
+
+TELEGRAM_DISPATCHER = web.AppKey("telegram_dispatcher", Dispatcher)
+TELEGRAM_BOT = web.AppKey("telegram_bot", Bot)
+
+
+def create_bot(token: str, api_server: str) -> Bot:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(api_server))
+    return Bot(token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
+
+
+def webhook_secret(settings: Settings) -> str:
+    """TELEGRAM_WEBHOOK_SECRET, or one generated once and kept under DATA_DIR (readable by us only)."""
+    if settings.telegram_webhook_secret is not None:
+        return settings.telegram_webhook_secret.get_secret_value()
+    path = Path(settings.data_dir) / SECRET_FILE
+    try:
+        value = path.read_text().strip()
+        if value:
+            return value
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)  # Telegram allows A-Z a-z 0-9 _ - up to 256 characters
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return value
+
+
+class WebhookHandler:
+    def __init__(self, ctx: AppContext, dp: Dispatcher, bot: Bot, secret: str) -> None:
+        self.ctx, self.dp, self.bot = ctx, dp, bot
+        self._secret = secret.encode()
+
+    async def __call__(self, request: web.Request) -> web.Response:
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        if not hmac.compare_digest(given, self._secret):
+            log.warning("webhook call with a wrong or missing secret from %s", request.remote)
+            return web.json_response({"ok": False, "error": "unauthorized"}, status=401)
+        try:
+            payload = await request.json()
+            update = Update.model_validate(payload, context={"bot": self.bot})
+        except (ValueError, ValidationError, TypeError) as exc:
+            # Not an update at all: redelivering it would not help.
+            log.warning("webhook: malformed update: %s", str(exc)[:200])
+            return web.json_response({"ok": False, "error": "malformed update"}, status=400)
+        return await self.process(update)
+
+    async def process(self, update: Update) -> web.Response:
+        key = str(update.update_id)
+        if await self._already_processed(key):
+            return web.json_response({"ok": True, "duplicate": True})
+        failures_key = FAILURES_KEY.format(update_id=key)
+        failures = int(await self.ctx.kv.kv.get(failures_key) or 0)
+        delivery = Delivery(update.update_id, attempt=failures + 1, final=failures + 1 >= MAX_ATTEMPTS)
+        try:
+            await self.dp.feed_update(self.bot, update, delivery=delivery)
+        except Exception as exc:  # re-raised by bot/errors.py while another attempt is coming
+            failures = await self.ctx.kv.kv.incr(failures_key, ttl=24 * 3600)
+            if failures >= MAX_ATTEMPTS:
+                log.error("update %s failed %s times; recorded as failed and acknowledged", key, failures)
+                await self._mark(key, "failed", f"{type(exc).__name__}: {exc}"[:1000], failures)
+                return web.json_response({"ok": True, "failed": True})
+            return web.json_response({"ok": False, "error": "temporary failure, retry"}, status=500)
+        if delivery.error is not None:
+            await self._mark(key, "failed", delivery.error, delivery.attempt)
+        else:
+            await self._mark(key, "done", None, delivery.attempt)
+        return web.json_response({"ok": True})
+
+    async def _already_processed(self, key: str) -> bool:
+        async with self.ctx.uow() as uow:
+            return await uow.processed_updates.get(SOURCE, key) is not None
+
+    async def _mark(self, key: str, status: str, error: str | None, attempts: int) -> None:
+        try:
+            async with self.ctx.uow() as uow:
+                uow.session.add(ProcessedUpdate(source=SOURCE, key=key, status=status, error=error,
+                                                attempts=attempts))
+                await uow.commit()
+        except IntegrityError:
+            pass  # a concurrent delivery of the same update marked it first
+
+
+async def _set_webhook(bot: Bot, dp: Dispatcher, url: str, secret: str) -> None:
+    delay = 1.0
+    while True:
+        try:
+            await bot.set_webhook(url, secret_token=secret, allowed_updates=dp.resolve_used_update_types(),
+                                  max_connections=40)
+            log.info("Telegram webhook set to %s", url)
+            return
+        except Exception as exc:  # Telegram unreachable at start-up: keep trying, the HTTP app is up anyway
+            log.error("setWebhook failed (%s); retrying in %.0fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60)
+
+
+def setup(app: web.Application, ctx: AppContext, settings: Settings, *, fsm_prefix: str = "fo:fsm",
+          bot: Bot | None = None) -> list[str]:
+    """Mount the Telegram adapter; returns the start-up banner lines.
+
+    Webhook mode when PUBLIC_BASE_URL is set, long polling otherwise; nothing when BOT_TOKEN is unset.
+    The Bot is shared through `ctx.extras["bot"]` (the outbox sender uses the same one).
+    """
+    if settings.bot_token is None:
+        return ["  telegram off (BOT_TOKEN not set)"]
+    bot = bot or ctx.extras.get("bot") or create_bot(settings.bot_token.get_secret_value(),
+                                                     settings.telegram_api_server)
+    ctx.extras["bot"] = bot
+    dp = build_dispatcher(ctx, build_storage(settings.redis_url, fsm_prefix))
+    app[TELEGRAM_DISPATCHER] = dp
+    app[TELEGRAM_BOT] = bot
+    background: list[asyncio.Task[Any]] = []
+
+    if settings.public_base_url:
+        secret = webhook_secret(settings)
+        url = settings.public_base_url + WEBHOOK_PATH
+        app.router.add_post(WEBHOOK_PATH, WebhookHandler(ctx, dp, bot, secret))
+
+        async def on_startup(_app: web.Application) -> None:
+            background.append(asyncio.create_task(_set_webhook(bot, dp, url, secret), name="telegram:setWebhook"))
+
+        line = f"  telegram webhook {url} (secret header checked)"
+    else:
+        from bot.polling import run_polling
+
+        async def on_startup(_app: web.Application) -> None:
+            background.append(asyncio.create_task(run_polling(dp, bot), name="telegram:polling"))
+
+        line = f"  telegram long polling via {settings.telegram_api_server} (set PUBLIC_BASE_URL for webhooks)"
+
+    async def on_cleanup(_app: web.Application) -> None:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await dp.storage.close()
+        await bot.session.close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return [line]
+
+
