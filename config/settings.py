@@ -24,6 +24,8 @@ class Settings(BaseSettings):
 
     database_url: str = DEFAULT_SQLITE_URL
     redis_url: str | None = None
+    # Key prefix in Redis, so several installations (or test runs) can share one server.
+    redis_prefix: str = Field(default="fo:", pattern=r"^[A-Za-z0-9_.:-]{1,40}$")
     bot_token: SecretStr | None = None
     telegram_api_server: str = "https://api.telegram.org"
     public_base_url: str | None = None

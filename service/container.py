@@ -77,7 +77,8 @@ def _describe_db_error(exc: BaseException) -> str:
 async def build_services(settings: Settings, config: BusinessConfig, *, prepare_database: bool = True) -> Services:
     """Connect to the database and Redis, failing with one clear line when either is unusable."""
     engine = create_engine(settings.database_url)
-    kv = KeyValueBackends.from_url(settings.redis_url) if settings.redis_url else KeyValueBackends.in_process()
+    kv = (KeyValueBackends.from_url(settings.redis_url, prefix=settings.redis_prefix) if settings.redis_url
+          else KeyValueBackends.in_process())
     services = Services(settings=settings, config=config, engine=engine, kv=kv, translator=Translator(config))
     try:
         try:
