@@ -1,0 +1,176 @@
+"""Who is this client? One use case for every channel (Telegram id, caller's phone, account + PIN).
+
+Also the client's side of personal data: consent, linking a Telegram account, and "forget me".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from handlers.context import AppContext
+from handlers.dto import ClientProfile, NotFound, PinCheck
+from handlers.phones import normalize_phone
+from handlers.pin import hash_pin, verify_pin
+from storage.models import Account, Call, Customer, CustomerPhone, Interaction, Subscription, Ticket
+
+MAX_PIN_FAILURES = 5
+PIN_LOCK = timedelta(minutes=15)
+# Verified against when the account does not exist, so a wrong number costs as long as a wrong PIN.
+_DUMMY_PIN_HASH = hash_pin("not-a-real-pin")
+
+
+def profile_of(customer: Customer) -> ClientProfile:
+    """The channel-neutral view of a customer (phones, accounts and manager are eagerly loaded)."""
+    return ClientProfile(
+        customer_id=customer.id,
+        name=customer.name,
+        kind=customer.kind,
+        segment=customer.segment,
+        language=customer.language,
+        phones=tuple(p.phone for p in customer.phones),
+        email=customer.email,
+        telegram_user_id=customer.telegram_user_id,
+        account_numbers=tuple(a.number for a in sorted(customer.accounts, key=lambda a: a.id)),
+        manager_id=customer.manager_id,
+        manager_name=customer.manager.name if customer.manager is not None else None,
+        has_consent=customer.consent_at is not None,
+    )
+
+
+def _usable(customer: Customer | None) -> bool:
+    return customer is not None and customer.merged_into_id is None and customer.anonymised_at is None
+
+
+async def identify_by_telegram(ctx: AppContext, telegram_user_id: int) -> ClientProfile | None:
+    async with ctx.uow() as uow:
+        customer = await uow.customers.by_telegram_id(telegram_user_id)
+        return profile_of(customer) if customer is not None and _usable(customer) else None
+
+
+async def identify_by_phone(ctx: AppContext, raw_phone: str | None) -> ClientProfile | None:
+    """The one customer with this phone; None when unknown, not a phone, or shared by several customers
+    (a family phone must not reveal one member's account to another)."""
+    phone = normalize_phone(raw_phone, ctx.config.default_region)
+    if phone is None:
+        return None
+    async with ctx.uow() as uow:
+        customers = [c for c in await uow.customers.by_phone(phone) if c.anonymised_at is None]
+        return profile_of(customers[0]) if len(customers) == 1 else None
+
+
+async def identify_by_account_pin(ctx: AppContext, account_number: str, pin: str) -> PinCheck:
+    """Check an account PIN. Five wrong PINs lock PIN entry on that account for 15 minutes.
+
+    Unknown accounts answer exactly like a wrong PIN (attempts counted in the key-value store), so the
+    answer does not tell whether an account exists.
+    """
+    number = (account_number or "").strip()[:40]
+    pin = (pin or "").strip()[:32]
+    now = ctx.clock()
+    async with ctx.uow() as uow:
+        account = await uow.session.scalar(
+            select(Account).where(Account.number == number).with_for_update()
+        ) if number else None
+        if account is None:
+            await asyncio.to_thread(verify_pin, pin or "0", _DUMMY_PIN_HASH)
+            failures = await ctx.kv.kv.incr(f"pin:unknown:{number}", ttl=PIN_LOCK.total_seconds())
+            if failures >= MAX_PIN_FAILURES:
+                return PinCheck(ok=False, attempts_left=0, locked_until=now + PIN_LOCK)
+            return PinCheck(ok=False, attempts_left=MAX_PIN_FAILURES - failures)
+        if account.pin_locked_until is not None and account.pin_locked_until > now:
+            return PinCheck(ok=False, attempts_left=0, locked_until=account.pin_locked_until)
+        ok = bool(pin) and await asyncio.to_thread(verify_pin, pin, account.pin_hash)
+        if ok:
+            customer = await uow.customers.get(account.customer_id)
+            while customer is not None and customer.merged_into_id is not None:
+                customer = await uow.customers.get(customer.merged_into_id)
+            if customer is None or customer.anonymised_at is not None:
+                return PinCheck(ok=False, attempts_left=MAX_PIN_FAILURES - account.pin_failures)
+            account.pin_failures = 0
+            account.pin_locked_until = None
+            await uow.commit()
+            return PinCheck(ok=True, client=profile_of(customer), attempts_left=MAX_PIN_FAILURES)
+        account.pin_failures = (account.pin_failures or 0) + 1
+        if account.pin_failures >= MAX_PIN_FAILURES:
+            account.pin_failures = 0
+            account.pin_locked_until = now + PIN_LOCK
+            await uow.commit()
+            return PinCheck(ok=False, attempts_left=0, locked_until=now + PIN_LOCK)
+        left = MAX_PIN_FAILURES - account.pin_failures
+        await uow.commit()
+        return PinCheck(ok=False, attempts_left=left)
+
+
+async def _customer_or_404(uow, customer_id: int) -> Customer:  # type: ignore[no-untyped-def]
+    customer = await uow.customers.get(customer_id)
+    if customer is None:
+        raise NotFound(f"customer {customer_id}")
+    return customer
+
+
+async def client_profile(ctx: AppContext, customer_id: int) -> ClientProfile:
+    async with ctx.uow() as uow:
+        customer = await _customer_or_404(uow, customer_id)
+        # A merged duplicate resolves to the record that survived.
+        while customer.merged_into_id is not None:
+            customer = await _customer_or_404(uow, customer.merged_into_id)
+        return profile_of(customer)
+
+
+async def link_telegram(ctx: AppContext, customer_id: int, telegram_user_id: int) -> ClientProfile:
+    """Attach a Telegram account to a customer; it is detached from any other customer first
+    (one Telegram account speaks for one client)."""
+    async with ctx.uow() as uow:
+        customer = await _customer_or_404(uow, customer_id)
+        if customer.merged_into_id is not None or customer.anonymised_at is not None:
+            raise NotFound(f"customer {customer_id}")
+        if customer.telegram_user_id != telegram_user_id:
+            await uow.session.execute(
+                update(Customer).where(Customer.telegram_user_id == telegram_user_id, Customer.id != customer.id)
+                .values(telegram_user_id=None)
+            )
+            customer.telegram_user_id = telegram_user_id
+            await uow.session.flush()
+        profile = profile_of(customer)
+        await uow.commit()
+        return profile
+
+
+async def record_consent(ctx: AppContext, customer_id: int) -> None:
+    """Consent to personal-data processing, with its time; the first consent time is kept."""
+    async with ctx.uow() as uow:
+        customer = await _customer_or_404(uow, customer_id)
+        if customer.consent_at is None:
+            customer.consent_at = ctx.clock()
+            await uow.commit()
+
+
+async def forget_client(ctx: AppContext, customer_id: int) -> None:
+    """Withdraw consent and erase the personal data we hold: name, phones, e-mail, Telegram link.
+
+    Accounts, payments and tickets stay (the business needs them) but point at an anonymised record;
+    contact details copied into tickets, interactions and calls are erased too; subscriptions stop.
+    """
+    async with ctx.uow() as uow:
+        customer = await _customer_or_404(uow, customer_id)
+        now = ctx.clock()
+        customer.name = f"Anonymised client #{customer.id}"
+        customer.email = None
+        customer.telegram_user_id = None
+        customer.consent_at = None
+        customer.anonymised_at = now
+        await uow.session.execute(CustomerPhone.__table__.delete().where(CustomerPhone.customer_id == customer.id))
+        await uow.session.execute(
+            update(Subscription).where(Subscription.customer_id == customer.id).values(enabled=False)
+        )
+        await uow.session.execute(
+            update(Ticket).where(Ticket.customer_id == customer.id).values(contact_phone=None)
+        )
+        await uow.session.execute(
+            update(Interaction).where(Interaction.customer_id == customer.id).values(sender=None)
+        )
+        await uow.session.execute(update(Call).where(Call.customer_id == customer.id).values(from_number=None))
+        await uow.commit()
