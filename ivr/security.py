@@ -1,0 +1,57 @@
+"""Who may drive the phone line: Twilio (signed requests) or, without a token, only this machine.
+
+Twilio signs the full URL it called plus the POST parameters. Behind a reverse proxy the URL we see
+(http://10.0.0.5:8080/...) is not the one Twilio called (https://fo.example.com/...), so the URL is rebuilt
+from PUBLIC_BASE_URL and the request's path and query.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Mapping
+
+from twilio.request_validator import RequestValidator
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Twilio-Signature"
+
+
+def is_loopback(remote: str | None) -> bool:
+    if not remote:
+        return False
+    try:
+        return ipaddress.ip_address(remote.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class RequestGuard:
+    def __init__(self, auth_token: str | None, public_base_url: str | None) -> None:
+        self._validator = RequestValidator(auth_token) if auth_token else None
+        self._base = public_base_url.rstrip("/") if public_base_url else None
+
+    @property
+    def signed(self) -> bool:
+        return self._validator is not None
+
+    def public_url(self, path_qs: str, seen_url: str) -> str:
+        return f"{self._base}{path_qs}" if self._base else seen_url
+
+    def allows(self, *, path_qs: str, seen_url: str, remote: str | None, headers: Mapping[str, str],
+               params: Mapping[str, str]) -> bool:
+        if self._validator is None:
+            return is_loopback(remote)
+        signature = headers.get(SIGNATURE_HEADER)
+        if not signature:
+            return False
+        return bool(self._validator.validate(self.public_url(path_qs, seen_url), dict(params), signature))
+
+    def warnings(self) -> list[str]:
+        if self._validator is None:
+            return ["TWILIO_AUTH_TOKEN is not set: the IVR answers requests from this machine (loopback) only"]
+        if self._base is None:
+            return ["PUBLIC_BASE_URL is not set: Twilio signatures are checked against the URL as seen here, "
+                    "which fails behind a reverse proxy"]
+        return []
