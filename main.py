@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _feature_commands() -> list[Callable[[Any], None]]:
     """Commands contributed by features; each registers its sub-parsers with a `handler`."""
-    return []
+    from ivr.terminal import register as register_call
+
+    return [register_call]
 
 
 def configure_logging(level: str) -> None:

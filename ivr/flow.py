@@ -9,10 +9,11 @@ always answers well inside the provider's 15-second limit.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import re
 from collections.abc import Awaitable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -28,7 +29,6 @@ from handlers.dto import (
     ServiceUnavailable,
     TicketSummary,
 )
-from handlers.phones import normalize_phone
 from ivr.calllog import CallLog
 from ivr.speech import money_words, say_date, say_digits, say_time
 from ivr.state import CallState
@@ -440,8 +440,10 @@ class CallFlow:
         try:
             ticket: TicketSummary = await bounded(self.uc.open_ticket(
                 self.ctx, channel="ivr", text=transcript, language=state.language, client=state.client,
-                topic=self._problem_topic(transcript), message_key=f"ivr:{state.sid}:{state.seq}",
-                attachments=attachments, contact_phone=state.caller), USE_CASE_TIMEOUT)
+                topic=await self._problem_topic(transcript), message_key=f"ivr:{state.sid}:{state.seq}",
+                attachments=attachments, contact_phone=state.caller, sender=state.caller,
+                # The call log is this call's interaction; the ticket needs no second one.
+                record_interaction=False), USE_CASE_TIMEOUT)
         except (*BACKEND_ERRORS, InvalidRequest, NotFound, PermissionDenied) as exc:
             log.warning("call %s: ticket not opened: %r", state.sid, exc)
             return await self.operator(state, [self.say(state, "ivr_ticket_failed")])
@@ -449,20 +451,23 @@ class CallFlow:
         return self._served(state, said, node="ticket:voicemail" if recording_url else "ticket:speech",
                             outcome="ticket_opened")
 
-    def _problem_topic(self, transcript: str) -> str:
-        """The classifier's topic when it is a technical one, else 'no_connection' (the line is down)."""
+    async def _problem_topic(self, transcript: str) -> str:
+        """The classifier's best technical topic for the transcript, else 'no_connection' (line down)."""
+        topics = self.ctx.config.topics
+        fallback = "no_connection" if "no_connection" in topics else self.ctx.config.out_of_scope_topic
+        technical = {code for code, topic in topics.items() if topic.department in ("tech_support", "field_service")}
         classifier = self.ctx.classifier
-        technical = {code for code, topic in self.ctx.config.topics.items()
-                     if topic.department in ("tech_support", "field_service")}
-        if transcript and classifier is not None and hasattr(classifier, "classify_sync"):
-            try:
-                choice = classifier.classify_sync(transcript)
-                topic = getattr(choice, "topic", None)
-                if topic in technical:
-                    return topic
-            except Exception:  # the classifier is an optional refinement here
-                log.exception("classifier failed on an IVR transcript")
-        return "no_connection" if "no_connection" in self.ctx.config.topics else sorted(technical)[0]
+        if not transcript or classifier is None:
+            return fallback
+        try:
+            result = classifier.classify(transcript[:MAX_SPEECH_CHARS], k=3)
+            if inspect.isawaitable(result):
+                result = await bounded(result, USE_CASE_TIMEOUT)
+        except Exception:  # the classifier only refines the topic here; the ticket opens regardless
+            log.exception("classifier failed on an IVR transcript")
+            return fallback
+        ranked = [getattr(result, "topic", None)] + [s.topic for s in getattr(result, "ranking", ())]
+        return next((topic for topic in ranked if topic in technical), fallback)
 
     # ------------------------------------------------------------------ transfers
 
@@ -637,10 +642,3 @@ def clean_inbound(form: dict[str, str]) -> Inbound:
         dial_status=(form.get("DialCallStatus") or "").strip()[:20] or None,
     )
 
-
-def caller_number(raw: str | None, region: str) -> str | None:
-    return normalize_phone(raw, region)
-
-
-def with_language(state: CallState, language: str) -> CallState:
-    return replace(state, language=language)

@@ -17,6 +17,9 @@ def connect_ports(services: Services) -> None:
     from handlers.knowledge import KnowledgeBase
 
     services.ctx.extras["knowledge"] = KnowledgeBase(services.ctx)
+    from service import selfservice
+
+    selfservice.connect(services)
 
 
 async def mount_adapters(app: web.Application, services: Services) -> list[str]:
@@ -25,11 +28,20 @@ async def mount_adapters(app: web.Application, services: Services) -> list[str]:
     from bot.webhook import setup as setup_telegram
 
     lines += setup_telegram(app, services.ctx, services.settings)
+    from ivr.routes import setup as setup_ivr
+
+    lines += setup_ivr(app, services.ctx, services.settings)
+    from service.billing_webhook import setup as setup_billing
+
+    lines += setup_billing(app, services.ctx, services.settings)
     return lines
 
 
 def build_workers(services: Services) -> list[Worker]:
     workers: list[Worker] = []
+    from service import selfservice
+
+    workers += selfservice.workers(services)
     return workers
 
 
