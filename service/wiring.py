@@ -20,6 +20,20 @@ def connect_ports(services: Services) -> None:
     from service import selfservice
 
     selfservice.connect(services)
+    _connect_sender(services)
+
+
+def _connect_sender(services: Services) -> None:
+    """The outbox dispatcher's Telegram sender; one aiogram Bot per process, shared with the bot adapter."""
+    settings = services.settings
+    if settings.bot_token is None or services.ctx.sender is not None:
+        return
+    from bot.sender import AiogramSender, make_bot
+
+    bot = services.ctx.extras.get("bot") or make_bot(settings.bot_token.get_secret_value(),
+                                                     settings.telegram_api_server)
+    services.ctx.extras["bot"] = bot
+    services.ctx.sender = AiogramSender(bot)
 
 
 async def mount_adapters(app: web.Application, services: Services) -> list[str]:
@@ -42,6 +56,11 @@ def build_workers(services: Services) -> list[Worker]:
     from service import selfservice
 
     workers += selfservice.workers(services)
+    from handlers.notifications.auto_close import AutoCloser
+    from handlers.notifications.dispatcher import NotificationDispatcher
+    from handlers.notifications.sla_watcher import SlaWatcher
+
+    workers += [NotificationDispatcher(services.ctx), SlaWatcher(services.ctx), AutoCloser(services.ctx)]
     return workers
 
 
