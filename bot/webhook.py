@@ -79,18 +79,27 @@ class WebhookHandler:
         self.ctx, self.dp, self.bot = ctx, dp, bot
         self._secret = secret.encode()
 
-    async def __call__(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.Response:
         given = request.headers.get(SECRET_HEADER, "").encode()
         if not hmac.compare_digest(given, self._secret):
             log.warning("webhook call with a wrong or missing secret from %s", request.remote)
             return web.json_response({"ok": False, "error": "unauthorized"}, status=401)
         try:
             payload = await request.json()
-            update = Update.model_validate(payload, context={"bot": self.bot})
-        except (ValueError, ValidationError, TypeError) as exc:
+            update_id = payload["update_id"]
+            if not isinstance(update_id, int) or isinstance(update_id, bool):
+                raise TypeError("update_id is not an integer")
+        except (ValueError, KeyError, TypeError) as exc:
             # Not an update at all: redelivering it would not help.
-            log.warning("webhook: malformed update: %s", str(exc)[:200])
+            log.warning("webhook: malformed request: %s", str(exc)[:200])
             return web.json_response({"ok": False, "error": "malformed update"}, status=400)
+        try:
+            update = Update.model_validate(payload, context={"bot": self.bot})
+        except ValidationError as exc:
+            # An update we cannot parse (a newer Bot API shape?): keep the evidence and let the queue move on.
+            log.error("webhook: update %s does not parse: %s", update_id, str(exc)[:500])
+            await self._mark(str(update_id), "failed", f"unparsable update: {str(exc)[:900]}", 1)
+            return web.json_response({"ok": True, "failed": True})
         return await self.process(update)
 
     async def process(self, update: Update) -> web.Response:
@@ -163,7 +172,7 @@ def setup(app: web.Application, ctx: AppContext, settings: Settings, *, fsm_pref
     if settings.public_base_url:
         secret = webhook_secret(settings)
         url = settings.public_base_url + WEBHOOK_PATH
-        app.router.add_post(WEBHOOK_PATH, WebhookHandler(ctx, dp, bot, secret))
+        app.router.add_post(WEBHOOK_PATH, WebhookHandler(ctx, dp, bot, secret).handle)
 
         async def on_startup(_app: web.Application) -> None:
             background.append(asyncio.create_task(_set_webhook(bot, dp, url, secret), name="telegram:setWebhook"))

@@ -105,9 +105,10 @@ def location(user_id: int, **kwargs: Any) -> dict[str, Any]:
 def poll(user_id: int, **kwargs: Any) -> dict[str, Any]:
     return message(user_id, None, poll={
         "id": "5368843612345678901", "question": "Что лучше?",
-        "options": [{"text": "А", "voter_count": 0}, {"text": "Б", "voter_count": 0}],
+        "options": [{"persistent_id": "0", "text": "А", "voter_count": 0},
+                    {"persistent_id": "1", "text": "Б", "voter_count": 0}],
         "total_voter_count": 0, "is_closed": False, "is_anonymous": True, "type": "regular",
-        "allows_multiple_answers": False,
+        "allows_multiple_answers": False, "allows_revoting": False, "members_only": False,
     }, **kwargs)
 
 
