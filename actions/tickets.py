@@ -17,6 +17,15 @@ from handlers.dto import ClientProfile, IntakeResult, NotFound, ServiceUnavailab
 MAX_LISTED_TICKETS = 5
 
 
+def _confidence(turn: Turn, topic: str) -> float | None:
+    """How sure the topic is: the classifier's figure, or Rasa's when its intent is the topic."""
+    value = turn.raw_slot("topic_confidence")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    intent, confidence = turn.intent
+    return confidence if intent == topic else None
+
+
 def _opened_text(turn: Turn, reply: Reply, ticket: TicketSummary) -> str:
     text = reply.t("rasa_ticket_opened", number=ticket.number,
                    department=department_name(turn.ctx, ticket, turn.language))
@@ -48,10 +57,20 @@ class ActionOpenTicket(FrontOfficeAction):
             reply.say("rasa_ticket_need_contact")
             return []
         topic = known_topic(turn)
+        if topic is not None:
+            # The dialogue already knows the topic and chose this action: a ticket, no auto-answer detour.
+            ticket = await tickets.open_ticket(
+                turn.ctx, channel="rasa", text=text[:TICKET_TEXT_LIMIT], language=turn.language, client=client,
+                topic=topic, message_key=turn.message_key, urgent=turn.raw_slot("urgent") is True,
+                confidence=_confidence(turn, topic), contact_phone=phone, sender=turn.sender_id,
+            )
+            reply.text(_opened_text(turn, reply, ticket))
+            return [SlotSet("topic", topic), SlotSet("ticket_number", ticket.number)]
+        # Free text: recorded, classified, answered automatically when possible, else routed.
         result = await intake.handle_inbound(
             turn.ctx, channel="rasa", text=text[:TICKET_TEXT_LIMIT], language=turn.language, client=client,
             sender=turn.sender_id if client is not None else (phone or turn.sender_id),
-            message_key=turn.message_key, forced_topic=topic,
+            message_key=turn.message_key,
         )
         return await self._render(turn, reply, result, client)
 
@@ -133,9 +152,9 @@ class ActionConnectManager(FrontOfficeAction):
             return []
         ticket = await tickets.open_callback_request(turn.ctx, client, phone, turn.language, channel="rasa",
                                                      message_key=turn.message_key)
-        manager = ticket.assignee_name or (client.manager_name if client is not None else None)
-        if manager:
-            reply.say("rasa_callback_manager", name=manager, number=ticket.number)
+        if client is not None and client.manager_id is not None and ticket.assignee_id == client.manager_id:
+            reply.say("rasa_callback_manager", name=client.manager_name or ticket.assignee_name or "",
+                      number=ticket.number)
         else:
             reply.say("rasa_callback_operator", number=ticket.number)
         return [SlotSet("ticket_number", ticket.number)]

@@ -48,6 +48,9 @@ async def mount_adapters(app: web.Application, services: Services) -> list[str]:
     from service.billing_webhook import setup as setup_billing
 
     lines += setup_billing(app, services.ctx, services.settings)
+    from actions.server import setup as setup_rasa_actions
+
+    lines += setup_rasa_actions(app, services.ctx, services.settings)
     return lines
 
 
