@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     rasa_url: str | None = None
     rasa_actions_token: SecretStr | None = None
     billing_webhook_secret: SecretStr | None = None
+    # The operator's billing JSON API; unset means the embedded billing (our own tables).
+    billing_url: str | None = None
+    billing_auth_header: SecretStr | None = None  # "Authorization: Bearer ..." or "X-Api-Key: ..."
+    billing_paths: dict[str, str] = Field(default_factory=dict)  # JSON, overrides storage.billing_http paths
+    billing_timeout: float = Field(default=2.0, gt=0, le=30)
+    billing_cache_seconds: float = Field(default=30.0, ge=0, le=3600)
+    download_link_secret: SecretStr | None = None
     smtp_url: SecretStr | None = None
     config_file: Path | None = None
     log_level: str = "INFO"
@@ -45,7 +52,8 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url", "bot_token", "public_base_url", "telegram_webhook_secret",
                      "twilio_auth_token", "rasa_url", "rasa_actions_token", "billing_webhook_secret",
-                     "smtp_url", "config_file", mode="before")
+                     "smtp_url", "config_file", "billing_url", "billing_auth_header", "download_link_secret",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `FOO=` in a .env file means "not set", not "set to the empty string".
@@ -79,7 +87,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
-    @field_validator("public_base_url", "telegram_api_server", "rasa_url")
+    @field_validator("public_base_url", "telegram_api_server", "rasa_url", "billing_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

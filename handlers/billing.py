@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from datetime import date, datetime
+from decimal import Decimal
 
 from handlers.context import AppContext
 from handlers.dto import (
@@ -65,6 +66,16 @@ class BillingSource(ABC):
 
     async def close(self) -> None:  # noqa: B027 - most sources hold nothing to release
         """Release connections."""
+
+
+def format_money(value: object, currency: str, lang: str) -> str:
+    """"1 234,50 ₽" in Russian, "1,234.50 ₽" in English."""
+    amount = Decimal(str(value or 0)).quantize(Decimal("0.01"))
+    text = f"{amount:,.2f}"
+    if lang == "ru":
+        text = text.replace(",", "\u00a0").replace(".", ",")
+    sign = {"RUB": "₽", "USD": "$", "EUR": "€"}.get(currency, currency)
+    return f"{text} {sign}"
 
 
 def billing_of(ctx: AppContext) -> BillingSource:

@@ -15,6 +15,7 @@ from typing import Any
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
+from handlers.billing import format_money
 from handlers.context import AppContext
 
 FONT_DIR = Path(__file__).resolve().parents[2] / "storage" / "assets" / "fonts"
@@ -51,12 +52,7 @@ class DocumentData:
 
 
 def _money(value: Any, currency: str, lang: str) -> str:
-    amount = Decimal(str(value or 0)).quantize(Decimal("0.01"))
-    text = f"{amount:,.2f}"
-    if lang == "ru":
-        text = text.replace(",", "\u00a0").replace(".", ",")
-    sign = {"RUB": "₽", "USD": "$", "EUR": "€"}.get(currency, currency)
-    return f"{text} {sign}"
+    return format_money(value, currency, lang)
 
 
 def _day(value: date, lang: str) -> str:
