@@ -59,7 +59,13 @@ async def render_intake(message: Message, ctx: AppContext, lang: str, state: FSM
                         *, client: ClientProfile | None, text: str, message_key: str) -> None:
     outcome = result.outcome
     if outcome == "duplicate":
-        return  # already answered when this update first arrived
+        # Only an attempt that failed before its answer reaches here (fully handled updates are filtered by the
+        # webhook): repeat what matters, the ticket number; never open anything new.
+        original = result.extra.get("original_outcome", "")
+        if result.ticket is not None and original in ("ticket_opened", "ticket_appended"):
+            await message.answer(ticket_opened_text(ctx, lang, result.ticket) if original == "ticket_opened"
+                                 else ctx.t("bot_ticket_appended", lang, number=esc(result.ticket.number)))
+        return
     if outcome == "balance":
         from bot.balance import send_balance
 
@@ -344,22 +350,11 @@ async def on_ticket_history(query: CallbackQuery, ctx: AppContext, lang: str,
 # ----------------------------------------------------------------- rating (CSAT)
 
 
-def parse_rating(value: str) -> tuple[int, int] | None:
-    """`<ticket_id>_<score>` (the tickets feature's CSAT buttons: c:rate:<ticket_id>_<1..5>)."""
-    ticket, _, score = value.partition("_")
-    if not (ticket.isdigit() and score.isdigit() and len(ticket) < 19):
-        return None
-    if not 1 <= int(score) <= 5:
-        return None
-    return int(ticket), int(score)
-
-
 async def on_rate(query: CallbackQuery, ctx: AppContext, lang: str, state: FSMContext,
                   client: ClientProfile | None = None) -> None:
-    from handlers.tickets import rate_ticket
+    from handlers.tickets import parse_rating, rate_ticket
 
-    callback = decode(query.data)
-    parsed = parse_rating(callback.value) if callback is not None else None
+    parsed = parse_rating(query.data)  # c:rate:<ticket id>_<score>; ownership is checked by rate_ticket
     if parsed is None or not isinstance(query.message, Message):
         await query.answer()
         return

@@ -22,9 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from aiogram import Bot, Dispatcher
-from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import Update
 from aiohttp import web
 from pydantic import ValidationError
@@ -33,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.dispatcher import build_dispatcher
 from bot.errors import Delivery
 from bot.fsm import build_storage
+from bot.sender import make_bot
 from config import Settings
 from handlers.context import AppContext
 from storage.models import ProcessedUpdate
@@ -48,11 +46,6 @@ SECRET_FILE = "telegram_webhook_secret"
 
 TELEGRAM_DISPATCHER = web.AppKey("telegram_dispatcher", Dispatcher)
 TELEGRAM_BOT = web.AppKey("telegram_bot", Bot)
-
-
-def create_bot(token: str, api_server: str) -> Bot:
-    session = AiohttpSession(api=TelegramAPIServer.from_base(api_server))
-    return Bot(token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
 
 
 def webhook_secret(settings: Settings) -> str:
@@ -161,7 +154,7 @@ def setup(app: web.Application, ctx: AppContext, settings: Settings, *, fsm_pref
     """
     if settings.bot_token is None:
         return ["  telegram off (BOT_TOKEN not set)"]
-    bot = bot or ctx.extras.get("bot") or create_bot(settings.bot_token.get_secret_value(),
+    bot = bot or ctx.extras.get("bot") or make_bot(settings.bot_token.get_secret_value(),
                                                      settings.telegram_api_server)
     ctx.extras["bot"] = bot
     dp = build_dispatcher(ctx, build_storage(settings.redis_url, fsm_prefix))
