@@ -3,8 +3,9 @@
 Trusted, in this order:
 1. an account number (or a phone with a single account) plus the PIN, from the slots - checked with the PIN
    lockout of `identify_by_account_pin`; the PIN slot is always wiped afterwards;
-2. an identification made earlier in this conversation, remembered server-side (ctx.kv) for the same
-   sender_id and input channel - never a slot, since slots can be filled from what the user types;
+2. an account + PIN identification made earlier in this conversation, remembered server-side (ctx.kv, 30
+   minutes after the last use) for the same sender_id and input channel - never a slot, since slots can be
+   filled from what the user types;
 3. the sender_id itself, but only when Rasa says the message came from a channel that vouches for it:
    the caller's number on a voice/SMS channel (Twilio...), a linked Telegram chat on Rasa's Telegram channel.
 A phone number typed into a chat (the `phone` slot) alone identifies nobody: it is only a contact number.
@@ -136,7 +137,7 @@ async def resolve_client(turn: Turn) -> Identity:
         return Identity(client, "session")
     client, how = await _from_sender(turn)
     if client is not None:
-        await remember(turn, client)
+        # Not remembered: the channel vouches anew on every turn, and an unlinked chat stops at once.
         turn.events.extend(_identity_slots(client))
         return Identity(client, how)
     return Identity(None, None)

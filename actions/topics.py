@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 # Our NLU data names Rasa intents after our topic codes; an intent this sure is taken as the topic.
 INTENT_AS_TOPIC_CONFIDENCE = 0.6
 MAX_CHOICES = 3
+# The classifier's best guesses plus "Other" from intake; "talk to a person" is always offered too.
+MAX_BUTTONS = 5
 
 
 def known_topic(turn: Turn) -> str | None:
@@ -31,10 +33,11 @@ def known_topic(turn: Turn) -> str | None:
 
 def choose_topic_buttons(turn: Turn, choices: Sequence[TopicChoice]) -> list[dict[str, str]]:
     topics = turn.ctx.config.topics
-    buttons = [{"title": topics[c.topic].title.get(turn.language) if c.topic in topics else c.title,
-                "payload": f'/choose_topic{{"topic":"{c.topic}"}}'} for c in choices[:MAX_CHOICES]]
+    shown = [c for c in choices if c.topic in topics][:MAX_BUTTONS]
+    buttons = [{"title": topics[c.topic].title.get(turn.language),
+                "payload": f'/choose_topic{{"topic":"{c.topic}"}}'} for c in shown]
     human = "human" if "human" in topics else None
-    if human and all(c.topic != human for c in choices[:MAX_CHOICES]):
+    if human and all(c.topic != human for c in shown):
         buttons.append({"title": topics[human].title.get(turn.language),
                         "payload": f'/choose_topic{{"topic":"{human}"}}'})
     return buttons

@@ -438,3 +438,20 @@ async def test_database_down_is_a_polite_answer(rasa):
     rasa.services.ctx.uow = broken_uow
     body = await rasa.voice("action_check_balance", "баланс")
     assert texts(body) == [t(rasa, "rasa_service_unavailable", phone=rasa.services.config.company.phone)]
+
+
+async def test_fifty_kilobyte_message_opens_one_ticket(rasa):
+    text = "Не работает интернет. " + "Подробности: " * 4000
+    assert len(text.encode()) > 50_000
+    body = await rasa.voice("action_open_ticket", text, intent="no_connection")
+    assert slot_events(body)["ticket_number"] in texts(body)[0]
+    assert await rasa.count(Ticket) == 1
+
+
+async def test_odd_tracker_values_are_tolerated(rasa):
+    call = action_call("action_check_balance", "баланс", sender_id=IVANOV_PHONE, input_channel="twilio_voice",
+                       slots={"account_number": ["200001", "x"], "language": 5, "pin": True})
+    call["tracker"]["events"].append("not an event")
+    resp = await rasa.client.post("/webhook", json=call)
+    assert resp.status == 200
+    assert "200001" in texts(await resp.json())[0]
