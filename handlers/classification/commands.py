@@ -1,0 +1,68 @@
+"""Entry points for the CLI (main.py parses arguments and calls these).
+
+Both return a process exit code: 0 on success, 2 on bad input (one readable
+error line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from .engine import DEFAULT_OOS_LABEL
+from .evaluate import evaluate, format_report
+from .model_store import save_model
+from .nlu_data import DataFormatError, load_examples, load_many
+from .trainer import train
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def train_command(data_files: list[str], out: str, oos_label: str | None = None) -> int:
+    """Train on Rasa NLU YAML / CSV files and save the model to ``out``."""
+    if not data_files:
+        return _fail("no training files given")
+    try:
+        examples = load_many(list(data_files))
+        started = time.perf_counter()
+        model = train(examples, oos_label=oos_label or DEFAULT_OOS_LABEL)
+        seconds = time.perf_counter() - started
+        save_model(model, out)
+    except DataFormatError as exc:
+        return _fail(str(exc))
+    except ValueError as exc:
+        return _fail(f"cannot train: {exc}")
+    except OSError as exc:
+        return _fail(f"cannot write {out}: {exc.strerror or exc}")
+    calibration = model.params.info.get("calibration", {})
+    print(f"trained on {len(examples)} examples, {len(model.topics)} topics in {seconds:.1f}s; "
+          f"rejection threshold {calibration.get('threshold', 0):.3f}; saved to {out}")
+    return EXIT_OK
+
+
+def evaluate_command(train_file: str, test_file: str, oos_label: str | None = None) -> int:
+    """Train on ``train_file``, evaluate on ``test_file``; the last printed line is a JSON object."""
+    try:
+        train_examples = load_examples(train_file)
+        test_examples = load_examples(test_file)
+        started = time.perf_counter()
+        model = train(train_examples, oos_label=oos_label or DEFAULT_OOS_LABEL)
+        train_seconds = time.perf_counter() - started
+    except DataFormatError as exc:
+        return _fail(str(exc))
+    except ValueError as exc:
+        return _fail(f"cannot train: {exc}")
+    report = evaluate(model, test_examples, oos_label=oos_label)
+    print(format_report(report))
+    metrics = report.metrics()
+    metrics.update({"n_train": len(train_examples), "n_test": len(test_examples),
+                    "train_seconds": round(train_seconds, 2)})
+    print(json.dumps(metrics, ensure_ascii=False))
+    return EXIT_OK
