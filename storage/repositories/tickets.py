@@ -79,7 +79,9 @@ class TicketRepository(Repository):
         return await self.session.scalar(
             select(Ticket)
             .where(Ticket.customer_id == customer_id, Ticket.status.in_(ACTIVE_STATUSES))
-            .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
+            # An open ticket wins over a just-resolved one; among equals, the most recently active.
+            .order_by(func.coalesce(Ticket.status.in_(OPEN_STATUSES), False).desc(), Ticket.updated_at.desc(),
+                      Ticket.id.desc())
             .limit(1)
         )
 
