@@ -18,7 +18,7 @@ from aiogram.types import CallbackQuery, Message
 
 from bot import keyboards as kb
 from bot.fsm import StaffReply
-from bot.requests import render_history, status_text
+from bot.requests import format_due, render_history, status_text
 from bot.texts import esc, split_text, truncate
 from handlers.callbacks import decode
 from handlers.context import AppContext
@@ -45,9 +45,11 @@ def _department_name(ctx: AppContext, staff: StaffProfile, lang: str) -> str:
 
 
 def ticket_line(ctx: AppContext, lang: str, ticket: TicketSummary) -> str:
-    due = ticket.first_response_due or ticket.resolution_due
-    due_text = f" · ⏰ {due.strftime('%d.%m %H:%M')}" if due is not None else ""
-    return (f"<b>{esc(ticket.number)}</b> · {esc(ticket.priority)} · {status_text(ctx, lang, ticket.status)} · "
+    due = ticket.first_response_due if ticket.status == "new" else ticket.resolution_due
+    due_text = f" · ⏰ {format_due(ctx, ticket, due)}" if due is not None else ""
+    priority = ctx.t(f"bot_priority_{ticket.priority}", lang) if ctx.t.has(f"bot_priority_{ticket.priority}") \
+        else esc(ticket.priority)
+    return (f"<b>{esc(ticket.number)}</b> · {priority} · {status_text(ctx, lang, ticket.status)} · "
             f"{esc(ticket.topic_title)}{due_text}\n{esc(truncate(ticket.subject, 100))}")
 
 

@@ -2,61 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import func, select
 
-from handlers.staff_invites import create_staff_invite
-from storage.models import AlertMessage, Ticket, TicketAttachment
-from tests.e2e.bot_harness import BotEnv, bot_app
+from storage.models import TicketAttachment
+from tests.e2e.bot_harness import (
+    alert_message_id,
+    bot_app,
+    buttons,
+    deliver_outbox,
+    link_staff,
+    open_ticket_via_bot,
+    ticket_row,
+)
 from tests.fakes import updates as u
 
 CLIENT = 6660001  # will share Ivanov's phone (+79161234567, account 200001, a person)
 SUPPORT = 7770001  # support1@: tech support agent
 FINANCE = 7770002  # finance@: another department
 OTHER_CLIENT = 6660002
-
-
-async def link_staff(env: BotEnv, email: str, telegram_id: int) -> None:
-    invite = await create_staff_invite(env.services.ctx, email)
-    texts = await env.texts(u.command(telegram_id, f"/start {invite.code}"))
-    assert any("/queue" in text for text in texts), texts
-
-
-async def deliver_outbox(env: BotEnv) -> None:
-    from handlers.notifications.dispatcher import NotificationDispatcher
-
-    dispatcher = NotificationDispatcher(env.services.ctx, poll_interval=0.05)
-    while await dispatcher.run_once():
-        pass
-
-
-async def open_ticket_via_bot(env: BotEnv, user_id: int, text: str, topic: str = "no_connection") -> Ticket:
-    """Report a problem; when the classifier is unsure, pick the topic from the offered buttons."""
-    t = env.services.ctx.t
-    assert await env.texts(u.message(user_id, t("menu_problem", "ru"))) == [t("bot_describe_problem", "ru")]
-    sent = await env.send(u.message(user_id, text))
-    markup = sent[-1].get("reply_markup") or {}
-    if "inline_keyboard" in markup and any("c:topic:" in b.get("callback_data", "")
-                                           for row in markup["inline_keyboard"] for b in row):
-        sent = await env.send(u.callback(user_id, f"c:topic:{topic}"))
-    async with env.services.uow() as uow:
-        ticket = await uow.session.scalar(select(Ticket).order_by(Ticket.id.desc()).limit(1))
-    assert ticket is not None
-    assert any(ticket.number in str(m.get("text")) for m in sent), sent
-    return ticket
-
-
-async def ticket_row(env: BotEnv, ticket_id: int) -> Ticket:
-    async with env.services.uow() as uow:
-        ticket = await uow.session.get(Ticket, ticket_id)
-        assert ticket is not None
-        return ticket
-
-
-def buttons(message: dict[str, Any]) -> list[str]:
-    markup = message.get("reply_markup") or {}
-    return [b.get("callback_data", "") for row in markup.get("inline_keyboard", []) for b in row]
 
 
 async def test_whole_client_journey(demo_services, fake_bot_api):
@@ -141,12 +104,3 @@ async def test_whole_client_journey(demo_services, fake_bot_api):
         assert ticket.number in sent[0]["text"] and f"c:tk:{ticket.id}" in buttons(sent[0])
         history = await env.texts(u.callback(CLIENT, f"c:tk:{ticket.id}"))
         assert "Перезагрузите роутер" in history[0]
-
-
-async def alert_message_id(env: BotEnv, ticket_id: int, chat_id: int) -> int:
-    """The Telegram message id the dispatcher recorded for the alert (what a staff reply points at)."""
-    async with env.services.uow() as uow:
-        message_id = await uow.session.scalar(select(AlertMessage.message_id).where(
-            AlertMessage.ticket_id == ticket_id, AlertMessage.chat_id == chat_id).order_by(AlertMessage.id))
-    assert message_id is not None
-    return int(message_id)
