@@ -95,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _feature_commands() -> list[Callable[[Any], None]]:
     """Commands contributed by features; each registers its sub-parsers with a `handler`."""
     from ivr.terminal import register as register_call
+    from service.cli_data import register as register_data
 
-    return [register_call]
+    return [register_call, register_data]
 
 
 def configure_logging(level: str) -> None:

@@ -119,10 +119,12 @@ async def record_payment(
     balance_after: Decimal | None = None,
     currency: str | None = None,
     notify: bool = True,
+    keep_balance: bool = False,
 ) -> bool:
     """Record a payment once (by billing's external id) and raise its notices. False when already known.
 
-    The balance becomes `balance_after` when billing tells it, otherwise it grows by the amount.
+    The balance becomes `balance_after` when billing tells it, otherwise it grows by the amount (unless
+    `keep_balance`: imports whose balance comes from elsewhere).
     """
     if not external_id:
         raise InvalidRequest("a payment needs the billing's id")
@@ -134,7 +136,10 @@ async def record_payment(
         uow.payments.add(Payment(account_id=account.id, paid_at=paid_at, amount=amount,
                                  currency=currency or account.currency, method=method, external_id=external_id))
         old = account.balance
-        account.balance = Decimal(str(balance_after)) if balance_after is not None else old + amount
+        if balance_after is not None:
+            account.balance = Decimal(str(balance_after))
+        elif not keep_balance:
+            account.balance = old + amount
         queued = 0
         if notify:
             customer = await uow.customers.get(account.customer_id)
