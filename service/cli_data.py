@@ -42,6 +42,10 @@ class ProgressBar:
             self.stream.flush()
 
 
+def _is_file(path: Path) -> bool:
+    return path.is_file()
+
+
 async def _services(settings: Settings, config: BusinessConfig):  # type: ignore[no-untyped-def]
     from service.container import build_services
     from service.wiring import connect_ports
@@ -56,7 +60,7 @@ async def cmd_import(args: argparse.Namespace, settings: Settings, config: Busin
     from handlers.imports import IMPORTERS
 
     path = Path(args.file)
-    if not path.is_file():
+    if not _is_file(path):
         print(f"error: {path}: no such file", file=sys.stderr)
         return 2
     services = await _services(settings, config)
@@ -109,8 +113,8 @@ async def cmd_duplicates(args: argparse.Namespace, settings: Settings, config: B
 
 
 async def cmd_merge(args: argparse.Namespace, settings: Settings, config: BusinessConfig) -> int:
-    from handlers.duplicates import merge_customers
     from handlers.dto import UseCaseError
+    from handlers.duplicates import merge_customers
 
     services = await _services(settings, config)
     try:

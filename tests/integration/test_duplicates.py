@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from handlers.duplicates import CustomerRecord, find_duplicate_pairs, find_duplicates, merge_customers
 from handlers.dto import InvalidRequest
+from handlers.duplicates import CustomerRecord, find_duplicate_pairs, find_duplicates, merge_customers
 from handlers.identification import client_profile, identify_by_phone, link_telegram, record_consent
 from handlers.imports import import_customers
 from storage.models import (
