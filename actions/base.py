@@ -84,7 +84,11 @@ class Turn:
     @property
     def intent(self) -> tuple[str | None, float]:
         """The intent Rasa's NLU recognised in the latest message, with its confidence."""
-        intent = self.tracker.latest_message.get("intent") if isinstance(self.tracker.latest_message, dict) else None
+        intent = (
+            self.tracker.latest_message.get("intent")
+            if isinstance(self.tracker.latest_message, dict)
+            else None
+        )
         if not isinstance(intent, dict) or not isinstance(intent.get("name"), str):
             return None, 0.0
         confidence = intent.get("confidence")

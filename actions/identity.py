@@ -26,8 +26,18 @@ from handlers.phones import normalize_phone
 log = logging.getLogger(__name__)
 
 # Rasa channel names whose sender_id is the caller's phone number.
-PHONE_CHANNELS = frozenset({"twilio_voice", "twilio", "twilio_media_streams", "audiocodes", "jambonz",
-                            "genesys", "vonage", "whatsapp"})
+PHONE_CHANNELS = frozenset(
+    {
+        "twilio_voice",
+        "twilio",
+        "twilio_media_streams",
+        "audiocodes",
+        "jambonz",
+        "genesys",
+        "vonage",
+        "whatsapp",
+    }
+)
 TELEGRAM_CHANNELS = frozenset({"telegram"})
 SESSION_TTL_SECONDS = 30 * 60
 _SESSION_PREFIX = "rasa:client:"

@@ -44,9 +44,14 @@ def moment(ctx: AppContext, value: datetime, lang: str, department_code: str | N
 
 def balance_text(ctx: AppContext, info: BalanceInfo, lang: str) -> str:
     t = ctx.t
-    lines = [t("rasa_balance", lang, account=info.account_number, amount=money(info.balance, info.currency, lang))]
-    status = t(f"rasa_account_status_{info.status}", lang) if ctx.t.has(f"rasa_account_status_{info.status}") \
+    lines = [
+        t("rasa_balance", lang, account=info.account_number, amount=money(info.balance, info.currency, lang))
+    ]
+    status = (
+        t(f"rasa_account_status_{info.status}", lang)
+        if ctx.t.has(f"rasa_account_status_{info.status}")
         else info.status
+    )
     lines.append(t("rasa_balance_status", lang, status=status))
     if info.tariff:
         lines.append(t("rasa_balance_tariff", lang, tariff=info.tariff))
@@ -54,19 +59,30 @@ def balance_text(ctx: AppContext, info: BalanceInfo, lang: str) -> str:
         lines.append(t("rasa_balance_paid_until", lang, date=day(info.paid_until, lang)))
     if info.last_payments:
         last = info.last_payments[0]
-        lines.append(t("rasa_balance_last_payment", lang, amount=money(last.amount, last.currency, lang),
-                       date=day(last.paid_at.date(), lang)))
+        lines.append(
+            t(
+                "rasa_balance_last_payment",
+                lang,
+                amount=money(last.amount, last.currency, lang),
+                date=day(last.paid_at.date(), lang),
+            )
+        )
     return "\n".join(lines)
 
 
 def document_line(ctx: AppContext, doc: DocumentInfo, lang: str) -> str:
-    kind = ctx.t(f"rasa_document_kind_{doc.kind}", lang) if ctx.t.has(f"rasa_document_kind_{doc.kind}") \
+    kind = (
+        ctx.t(f"rasa_document_kind_{doc.kind}", lang)
+        if ctx.t.has(f"rasa_document_kind_{doc.kind}")
         else doc.kind
+    )
     period = ""
     if doc.period_start and doc.period_end:
         period = f" ({day(doc.period_start, lang)} – {day(doc.period_end, lang)})"
     amount = f", {money(doc.amount, 'RUB', lang)}" if doc.amount is not None else ""
-    return f"{kind} № {doc.number} {ctx.t('rasa_document_of', lang)} {day(doc.issued_on, lang)}{period}{amount}"
+    return (
+        f"{kind} № {doc.number} {ctx.t('rasa_document_of', lang)} {day(doc.issued_on, lang)}{period}{amount}"
+    )
 
 
 def ticket_status_name(ctx: AppContext, status: str, lang: str) -> str:
@@ -82,15 +98,25 @@ def department_name(ctx: AppContext, ticket: TicketSummary, lang: str) -> str:
 
 
 def ticket_line(ctx: AppContext, ticket: TicketSummary, lang: str) -> str:
-    topic = ctx.config.topics[ticket.topic].title.get(lang) if ticket.topic in ctx.config.topics \
+    topic = (
+        ctx.config.topics[ticket.topic].title.get(lang)
+        if ticket.topic in ctx.config.topics
         else ticket.topic_title
-    return ctx.t("rasa_ticket_line", lang, number=ticket.number, status=ticket_status_name(ctx, ticket.status, lang),
-                 topic=topic)
+    )
+    return ctx.t(
+        "rasa_ticket_line",
+        lang,
+        number=ticket.number,
+        status=ticket_status_name(ctx, ticket.status, lang),
+        topic=topic,
+    )
 
 
 def ticket_details(ctx: AppContext, ticket: TicketSummary, lang: str) -> str:
-    lines = [ticket_line(ctx, ticket, lang), ctx.t("rasa_ticket_department", lang,
-                                                    department=department_name(ctx, ticket, lang))]
+    lines = [
+        ticket_line(ctx, ticket, lang),
+        ctx.t("rasa_ticket_department", lang, department=department_name(ctx, ticket, lang)),
+    ]
     if ticket.assignee_name:
         lines.append(ctx.t("rasa_ticket_assignee", lang, name=ticket.assignee_name))
     if ticket.status in ("new", "in_progress", "waiting_client"):

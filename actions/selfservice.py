@@ -62,8 +62,11 @@ def _structured_period(value: Any) -> tuple[date, date] | None:
     try:
         if isinstance(value, dict) and value.get("from"):
             start = datetime.fromisoformat(str(value["from"])).date()
-            end = datetime.fromisoformat(str(value["to"])).date() - timedelta(days=1) if value.get("to") \
+            end = (
+                datetime.fromisoformat(str(value["to"])).date() - timedelta(days=1)
+                if value.get("to")
                 else start
+            )
             return (start, end) if end >= start else None
         if not isinstance(value, str):
             return None
@@ -95,12 +98,18 @@ def document_query(turn: Turn) -> DocumentQuery:
     kind_slot = turn.slot("document_kind")
     period_value = turn.raw_slot("period")
     period_text = turn.slot("period") if isinstance(period_value, str) else None
-    free_text = " ".join(part for part in (
-        kind_slot if kind_slot and kind_slot not in DOCUMENT_KINDS else None,
-        period_text,
-        turn.text[:500],
-    ) if part)
-    parsed = documents.parse_document_request(free_text, turn.language, today) if free_text else DocumentQuery()
+    free_text = " ".join(
+        part
+        for part in (
+            kind_slot if kind_slot and kind_slot not in DOCUMENT_KINDS else None,
+            period_text,
+            turn.text[:500],
+        )
+        if part
+    )
+    parsed = (
+        documents.parse_document_request(free_text, turn.language, today) if free_text else DocumentQuery()
+    )
     kinds = (kind_slot,) if kind_slot in DOCUMENT_KINDS else parsed.kinds
     start, end = parsed.period_start, parsed.period_end
     structured = _structured_period(period_value)
@@ -110,11 +119,15 @@ def document_query(turn: Turn) -> DocumentQuery:
 
 
 def _kind_buttons(reply: Reply) -> list[dict[str, str]]:
-    return [{"title": reply.t(f"rasa_document_kind_{kind}"), "payload": f'/documents{{"document_kind":"{kind}"}}'}
-            for kind in DOCUMENT_KINDS]
+    return [
+        {"title": reply.t(f"rasa_document_kind_{kind}"), "payload": f'/documents{{"document_kind":"{kind}"}}'}
+        for kind in DOCUMENT_KINDS
+    ]
 
 
-async def _find_documents(turn: Turn, reply: Reply, client: ClientProfile, query: DocumentQuery) -> list | None:
+async def _find_documents(
+    turn: Turn, reply: Reply, client: ClientProfile, query: DocumentQuery
+) -> list | None:
     """The documents matching the query, or None after asking for what is missing."""
     if not query.kinds:
         reply.say("rasa_documents_ask_kind", buttons=_kind_buttons(reply))
@@ -130,13 +143,21 @@ def _query_slots(query: DocumentQuery) -> list[EventType]:
     if len(query.kinds) == 1:
         events.append(SlotSet("document_kind", query.kinds[0]))
     if query.period_start is not None and query.period_end is not None:
-        events.append(SlotSet("period", {"from": query.period_start.isoformat(),
-                                         "to": (query.period_end + timedelta(days=1)).isoformat()}))
+        events.append(
+            SlotSet(
+                "period",
+                {
+                    "from": query.period_start.isoformat(),
+                    "to": (query.period_end + timedelta(days=1)).isoformat(),
+                },
+            )
+        )
     return events
 
 
-async def list_documents_answer(turn: Turn, reply: Reply, client: ClientProfile,
-                                query: DocumentQuery) -> list[EventType]:
+async def list_documents_answer(
+    turn: Turn, reply: Reply, client: ClientProfile, query: DocumentQuery
+) -> list[EventType]:
     found = await _find_documents(turn, reply, client, query)
     if found is None:
         return _query_slots(query)
@@ -149,8 +170,10 @@ async def list_documents_answer(turn: Turn, reply: Reply, client: ClientProfile,
     if len(found) > len(shown):
         lines.append(reply.t("rasa_documents_more", shown=len(shown)))
     lines.append(reply.t("rasa_documents_offer_send"))
-    reply.text("\n".join(lines), buttons=[{"title": reply.t("rasa_button_send_documents"),
-                                           "payload": "/send_documents"}])
+    reply.text(
+        "\n".join(lines),
+        buttons=[{"title": reply.t("rasa_button_send_documents"), "payload": "/send_documents"}],
+    )
     return [*_query_slots(query), SlotSet("document_ids", [doc.id for doc in shown])]
 
 

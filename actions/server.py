@@ -115,8 +115,11 @@ class _Webhook:
             return _error(413, f"Request body larger than {MAX_ACTION_CALL_BYTES} bytes")
         except RequestPayloadError:
             # aiohttp inflates deflate/gzip bodies itself; a corrupt stream ends up here.
-            return _error(400, "Invalid body request: cannot decode Content-Encoding "
-                               f"{request.headers.get('Content-Encoding', '')!r}")
+            return _error(
+                400,
+                "Invalid body request: cannot decode Content-Encoding "
+                f"{request.headers.get('Content-Encoding', '')!r}",
+            )
         action_call = _parse_action_call(body)
         if isinstance(action_call, str):
             return _error(400, f"Invalid body request: {action_call}")
@@ -136,8 +139,12 @@ class _Webhook:
         except Exception:
             incident = uuid.uuid4().hex[:12]
             log.exception("Rasa action %r failed (incident %s)", action_name, incident)
-            return _error(500, f"Custom action '{action_name}' failed (incident {incident})", action_name,
-                          incident=incident)
+            return _error(
+                500,
+                f"Custom action '{action_name}' failed (incident {incident})",
+                action_name,
+                incident=incident,
+            )
         return web.json_response(result.model_dump() if result else None)
 
     def _check_version(self, version: Any) -> None:

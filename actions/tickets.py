@@ -27,11 +27,16 @@ def _confidence(turn: Turn, topic: str) -> float | None:
 
 
 def _opened_text(turn: Turn, reply: Reply, ticket: TicketSummary) -> str:
-    text = reply.t("rasa_ticket_opened", number=ticket.number,
-                   department=department_name(turn.ctx, ticket, turn.language))
+    text = reply.t(
+        "rasa_ticket_opened",
+        number=ticket.number,
+        department=department_name(turn.ctx, ticket, turn.language),
+    )
     if ticket.first_response_due is not None:
-        text += " " + reply.t("rasa_ticket_answer_by",
-                              due=moment(turn.ctx, ticket.first_response_due, turn.language, ticket.department_code))
+        text += " " + reply.t(
+            "rasa_ticket_answer_by",
+            due=moment(turn.ctx, ticket.first_response_due, turn.language, ticket.department_code),
+        )
     return text
 
 
@@ -60,29 +65,44 @@ class ActionOpenTicket(FrontOfficeAction):
         if topic is not None:
             # The dialogue already knows the topic and chose this action: a ticket, no auto-answer detour.
             ticket = await tickets.open_ticket(
-                turn.ctx, channel="rasa", text=text[:TICKET_TEXT_LIMIT], language=turn.language, client=client,
-                topic=topic, message_key=turn.message_key, urgent=turn.raw_slot("urgent") is True,
-                confidence=_confidence(turn, topic), contact_phone=phone, sender=turn.sender_id,
+                turn.ctx,
+                channel="rasa",
+                text=text[:TICKET_TEXT_LIMIT],
+                language=turn.language,
+                client=client,
+                topic=topic,
+                message_key=turn.message_key,
+                urgent=turn.raw_slot("urgent") is True,
+                confidence=_confidence(turn, topic),
+                contact_phone=phone,
+                sender=turn.sender_id,
             )
             reply.text(_opened_text(turn, reply, ticket))
             return [SlotSet("topic", topic), SlotSet("ticket_number", ticket.number)]
         # Free text: recorded, classified, answered automatically when possible, else routed.
         result = await intake.handle_inbound(
-            turn.ctx, channel="rasa", text=text[:TICKET_TEXT_LIMIT], language=turn.language, client=client,
+            turn.ctx,
+            channel="rasa",
+            text=text[:TICKET_TEXT_LIMIT],
+            language=turn.language,
+            client=client,
             sender=turn.sender_id if client is not None else (phone or turn.sender_id),
             message_key=turn.message_key,
         )
         return await self._render(turn, reply, result, client)
 
-    async def _render(self, turn: Turn, reply: Reply, result: IntakeResult,
-                      client: ClientProfile | None) -> list[EventType]:
+    async def _render(
+        self, turn: Turn, reply: Reply, result: IntakeResult, client: ClientProfile | None
+    ) -> list[EventType]:
         events: list[EventType] = [SlotSet("topic", result.topic)] if result.topic else []
         match result.outcome:
             case "ticket_opened" if result.ticket is not None:
                 reply.text(_opened_text(turn, reply, result.ticket))
                 events.append(SlotSet("ticket_number", result.ticket.number))
             case "ticket_appended" | "duplicate" if result.ticket is not None:
-                key = "rasa_ticket_appended" if result.outcome == "ticket_appended" else "rasa_ticket_duplicate"
+                key = (
+                    "rasa_ticket_appended" if result.outcome == "ticket_appended" else "rasa_ticket_duplicate"
+                )
                 reply.say(key, number=result.ticket.number)
                 events.append(SlotSet("ticket_number", result.ticket.number))
             case "duplicate":
@@ -97,8 +117,10 @@ class ActionOpenTicket(FrontOfficeAction):
                 events += await list_documents_answer(turn, reply, client, result.documents_query)
             case "knowledge" if result.knowledge is not None:
                 reply.text(f"{result.knowledge.title}\n{result.knowledge.answer}")
-                reply.say("rasa_kb_not_helpful", buttons=[{"title": reply.t("rasa_button_open_ticket"),
-                                                           "payload": "/open_ticket"}])
+                reply.say(
+                    "rasa_kb_not_helpful",
+                    buttons=[{"title": reply.t("rasa_button_open_ticket"), "payload": "/open_ticket"}],
+                )
                 events.append(SlotSet("kb_article_id", result.knowledge.article_id))
             case "choose_topic":
                 reply.say("rasa_choose_topic", buttons=choose_topic_buttons(turn, result.choices))
@@ -150,11 +172,15 @@ class ActionConnectManager(FrontOfficeAction):
                 explain_failure(identity, reply)
             reply.say("rasa_callback_need_phone")
             return []
-        ticket = await tickets.open_callback_request(turn.ctx, client, phone, turn.language, channel="rasa",
-                                                     message_key=turn.message_key)
+        ticket = await tickets.open_callback_request(
+            turn.ctx, client, phone, turn.language, channel="rasa", message_key=turn.message_key
+        )
         if client is not None and client.manager_id is not None and ticket.assignee_id == client.manager_id:
-            reply.say("rasa_callback_manager", name=client.manager_name or ticket.assignee_name or "",
-                      number=ticket.number)
+            reply.say(
+                "rasa_callback_manager",
+                name=client.manager_name or ticket.assignee_name or "",
+                number=ticket.number,
+            )
         else:
             reply.say("rasa_callback_operator", number=ticket.number)
         return [SlotSet("ticket_number", ticket.number)]

@@ -34,12 +34,21 @@ def known_topic(turn: Turn) -> str | None:
 def choose_topic_buttons(turn: Turn, choices: Sequence[TopicChoice]) -> list[dict[str, str]]:
     topics = turn.ctx.config.topics
     shown = [c for c in choices if c.topic in topics][:MAX_BUTTONS]
-    buttons = [{"title": topics[c.topic].title.get(turn.language),
-                "payload": f'/choose_topic{{"topic":"{c.topic}"}}'} for c in shown]
+    buttons = [
+        {
+            "title": topics[c.topic].title.get(turn.language),
+            "payload": f'/choose_topic{{"topic":"{c.topic}"}}',
+        }
+        for c in shown
+    ]
     human = "human" if "human" in topics else None
     if human and all(c.topic != human for c in shown):
-        buttons.append({"title": topics[human].title.get(turn.language),
-                        "payload": f'/choose_topic{{"topic":"{human}"}}'})
+        buttons.append(
+            {
+                "title": topics[human].title.get(turn.language),
+                "payload": f'/choose_topic{{"topic":"{human}"}}',
+            }
+        )
     return buttons
 
 
@@ -68,9 +77,11 @@ class ActionClassifyTopic(FrontOfficeAction):
             reply.say("rasa_choose_topic", buttons=choose_topic_buttons(turn, _all_topics(turn)))
             return [SlotSet("topic", None)]
         if result.rejected or result.topic not in topics:
-            ranking = [TopicChoice(topic=item.topic, title=item.topic, confidence=float(item.confidence))
-                       for item in (result.ranking or ()) if item.topic in topics
-                       and item.topic != turn.ctx.config.out_of_scope_topic]
+            ranking = [
+                TopicChoice(topic=item.topic, title=item.topic, confidence=float(item.confidence))
+                for item in (result.ranking or ())
+                if item.topic in topics and item.topic != turn.ctx.config.out_of_scope_topic
+            ]
             reply.say("rasa_choose_topic", buttons=choose_topic_buttons(turn, ranking or _all_topics(turn)))
             return [SlotSet("topic", None), SlotSet("urgent", bool(result.urgent))]
         return _topic_slots(result.topic, float(result.confidence), urgent=bool(result.urgent))
@@ -86,12 +97,19 @@ async def _classify(classifier, text: str):  # type: ignore[no-untyped-def]
 
 def _all_topics(turn: Turn) -> list[TopicChoice]:
     config = turn.ctx.config
-    return [TopicChoice(topic=code, title=topic.title.get(turn.language), confidence=0.0)
-            for code, topic in config.topics.items() if code != config.out_of_scope_topic][:MAX_CHOICES]
+    return [
+        TopicChoice(topic=code, title=topic.title.get(turn.language), confidence=0.0)
+        for code, topic in config.topics.items()
+        if code != config.out_of_scope_topic
+    ][:MAX_CHOICES]
 
 
 def _topic_slots(topic: str, confidence: float, *, urgent: bool) -> list[EventType]:
-    return [SlotSet("topic", topic), SlotSet("topic_confidence", round(confidence, 3)), SlotSet("urgent", urgent)]
+    return [
+        SlotSet("topic", topic),
+        SlotSet("topic_confidence", round(confidence, 3)),
+        SlotSet("urgent", urgent),
+    ]
 
 
 class ActionKbAnswer(FrontOfficeAction):

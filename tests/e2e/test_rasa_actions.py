@@ -47,7 +47,9 @@ class Rasa:
         assert set(body) == {"events", "responses"}
         return body
 
-    async def voice(self, action: str, text: str = "", phone: str = IVANOV_PHONE, **kwargs: Any) -> dict[str, Any]:
+    async def voice(
+        self, action: str, text: str = "", phone: str = IVANOV_PHONE, **kwargs: Any
+    ) -> dict[str, Any]:
         """As Rasa's twilio_voice channel: the conversation id is the caller's number."""
         return await self.call(action, text, sender_id=phone, input_channel="twilio_voice", **kwargs)
 
@@ -71,8 +73,13 @@ async def test_actions_endpoint_lists_all_nine(rasa):
 
 
 async def test_identify_by_account_and_pin_wipes_the_pin_and_remembers_the_client(rasa):
-    body = await rasa.call("action_identify_customer", "счёт 200001 пин 0001", intent="identify",
-                           slots={"account_number": "200001", "pin": "0001"}, sender_id="web-1")
+    body = await rasa.call(
+        "action_identify_customer",
+        "счёт 200001 пин 0001",
+        intent="identify",
+        slots={"account_number": "200001", "pin": "0001"},
+        sender_id="web-1",
+    )
     slots = slot_events(body)
     assert slots["pin"] is None and slots["customer_identified"] is True
     assert "Иванов Иван Иванович" in texts(body)[0]
@@ -86,20 +93,29 @@ async def test_identify_by_account_and_pin_wipes_the_pin_and_remembers_the_clien
 
 async def test_wrong_pin_counts_attempts_then_locks(rasa):
     for left in (4, 3, 2, 1):
-        body = await rasa.call("action_identify_customer", "пин 9999", slots={"account_number": "200002",
-                                                                               "pin": "9999"})
+        body = await rasa.call(
+            "action_identify_customer", "пин 9999", slots={"account_number": "200002", "pin": "9999"}
+        )
         assert texts(body) == [t(rasa, "rasa_pin_wrong", attempts=left)]
         assert slot_events(body) == {"pin": None, "customer_identified": False}
-    body = await rasa.call("action_identify_customer", "пин 9999", slots={"account_number": "200002", "pin": "9999"})
+    body = await rasa.call(
+        "action_identify_customer", "пин 9999", slots={"account_number": "200002", "pin": "9999"}
+    )
     assert texts(body) == [t(rasa, "rasa_pin_locked")]
     # Locked: even the right PIN is refused now.
-    body = await rasa.call("action_identify_customer", "пин 0002", slots={"account_number": "200002", "pin": "0002"})
+    body = await rasa.call(
+        "action_identify_customer", "пин 0002", slots={"account_number": "200002", "pin": "0002"}
+    )
     assert texts(body) == [t(rasa, "rasa_pin_locked")]
 
 
 async def test_unknown_account_answers_like_a_wrong_pin(rasa):
-    body = await rasa.call("action_identify_customer", "", slots={"account_number": "999999", "pin": "0001"},
-                           metadata={"language": "en"})
+    body = await rasa.call(
+        "action_identify_customer",
+        "",
+        slots={"account_number": "999999", "pin": "0001"},
+        metadata={"language": "en"},
+    )
     assert texts(body) == [t(rasa, "rasa_pin_wrong", "en", attempts=4)]
 
 
@@ -125,8 +141,9 @@ async def test_a_phone_number_as_sender_on_an_untrusted_channel_identifies_nobod
 async def test_typed_phone_alone_identifies_nobody_but_with_the_pin_does(rasa):
     body = await rasa.call("action_identify_customer", "", slots={"phone": "8 916 123-45-67"}, sender_id="w")
     assert slot_events(body)["customer_identified"] is False
-    body = await rasa.call("action_identify_customer", "", slots={"phone": "8 916 123-45-67", "pin": "0001"},
-                           sender_id="w")
+    body = await rasa.call(
+        "action_identify_customer", "", slots={"phone": "8 916 123-45-67", "pin": "0001"}, sender_id="w"
+    )
     assert slot_events(body)["customer_identified"] is True and slot_events(body)["pin"] is None
 
 
@@ -160,8 +177,13 @@ async def test_balance_for_a_known_caller(rasa):
 
 
 async def test_balance_in_english_and_never_of_someone_elses_account(rasa):
-    body = await rasa.voice("action_check_balance", "balance", intent="balance", metadata={"language": "en"},
-                            slots={"account_number": "100001"})
+    body = await rasa.voice(
+        "action_check_balance",
+        "balance",
+        intent="balance",
+        metadata={"language": "en"},
+        slots={"account_number": "100001"},
+    )
     text = texts(body)[0]
     assert text.startswith("Balance of account 200001") and "100001" not in text
 
@@ -191,22 +213,35 @@ def _last_month() -> str:
 
 
 async def test_list_documents_from_slots_then_send_them_by_email(rasa):
-    body = await rasa.voice("action_list_documents", "счёт", intent="documents",
-                            slots={"document_kind": "invoice", "period": _last_month()})
+    body = await rasa.voice(
+        "action_list_documents",
+        "счёт",
+        intent="documents",
+        slots={"document_kind": "invoice", "period": _last_month()},
+    )
     slots = slot_events(body)
     assert len(slots["document_ids"]) == 1 and slots["document_kind"] == "invoice"
     assert "СЧ" in texts(body)[0]
-    body = await rasa.voice("action_send_documents", "отправьте", intent="send_documents",
-                            slots={"document_ids": slots["document_ids"]})
+    body = await rasa.voice(
+        "action_send_documents",
+        "отправьте",
+        intent="send_documents",
+        slots={"document_ids": slots["document_ids"]},
+    )
     assert texts(body) == [t(rasa, "rasa_documents_sent_email", count=1)]
     assert slot_events(body)["document_ids"] is None
-    assert await rasa.count(Notification, Notification.kind == "document",
-                            Notification.recipient_kind == "email") == 1
+    assert (
+        await rasa.count(
+            Notification, Notification.kind == "document", Notification.recipient_kind == "email"
+        )
+        == 1
+    )
 
 
 async def test_list_documents_from_free_text(rasa):
-    body = await rasa.voice("action_list_documents", "пришлите детализацию за последние 3 месяца",
-                            intent="documents")
+    body = await rasa.voice(
+        "action_list_documents", "пришлите детализацию за последние 3 месяца", intent="documents"
+    )
     assert slot_events(body)["document_kind"] == "usage_report"
     assert 1 <= len(slot_events(body)["document_ids"]) <= 4
 
@@ -228,8 +263,12 @@ async def test_documents_unknown_customer(rasa):
 
 
 async def test_send_someone_elses_document_is_refused(rasa):
-    body = await rasa.voice("action_list_documents", "счёт", phone=ROMASHKA_PHONE,
-                            slots={"document_kind": "invoice", "period": _last_month()})
+    body = await rasa.voice(
+        "action_list_documents",
+        "счёт",
+        phone=ROMASHKA_PHONE,
+        slots={"document_kind": "invoice", "period": _last_month()},
+    )
     romashka_ids = slot_events(body)["document_ids"]
     body = await rasa.voice("action_send_documents", "отправьте", slots={"document_ids": romashka_ids})
     assert texts(body) == [t(rasa, "rasa_not_found")]
@@ -237,8 +276,12 @@ async def test_send_someone_elses_document_is_refused(rasa):
 
 
 async def test_send_documents_without_a_registered_contact(rasa):
-    body = await rasa.voice("action_send_documents", "отправьте счёт", phone=KUZNETSOVA_PHONE,
-                            slots={"document_kind": "invoice", "period": _last_month()})
+    body = await rasa.voice(
+        "action_send_documents",
+        "отправьте счёт",
+        phone=KUZNETSOVA_PHONE,
+        slots={"document_kind": "invoice", "period": _last_month()},
+    )
     assert texts(body) == [t(rasa, "rasa_documents_no_contact", phone=rasa.services.config.company.phone)]
 
 
@@ -246,8 +289,13 @@ async def test_send_documents_to_linked_telegram(rasa):
     ctx = rasa.services.ctx
     ivanov = await identify_by_phone(ctx, IVANOV_PHONE)
     await link_telegram(ctx, ivanov.customer_id, 555003)
-    body = await rasa.call("action_send_documents", "пришлите счёт", sender_id="555003", input_channel="telegram",
-                           slots={"document_kind": "invoice", "period": _last_month()})
+    body = await rasa.call(
+        "action_send_documents",
+        "пришлите счёт",
+        sender_id="555003",
+        input_channel="telegram",
+        slots={"document_kind": "invoice", "period": _last_month()},
+    )
     assert texts(body) == [t(rasa, "rasa_documents_sent_telegram", count=1)]
 
 
@@ -270,8 +318,12 @@ async def test_open_ticket_unknown_customer_needs_a_contact(rasa):
     body = await rasa.call("action_open_ticket", "хочу подключить интернет в офис", intent="new_connection")
     assert t(rasa, "rasa_ticket_need_contact") in texts(body)
     assert await rasa.count(Ticket) == 0
-    body = await rasa.call("action_open_ticket", "хочу подключить интернет в офис", intent="new_connection",
-                           slots={"phone": "+7 999 000-11-22"})
+    body = await rasa.call(
+        "action_open_ticket",
+        "хочу подключить интернет в офис",
+        intent="new_connection",
+        slots={"phone": "+7 999 000-11-22"},
+    )
     assert slot_events(body)["ticket_number"]
     async with rasa.services.ctx.uow() as uow:
         ticket = await uow.session.scalar(select(Ticket))
@@ -284,8 +336,12 @@ async def test_open_ticket_without_text_asks_for_a_description(rasa):
 
 
 async def test_open_ticket_free_text_goes_through_intake(rasa):
-    body = await rasa.voice("action_open_ticket", "мастер не пришёл, требую разобраться с этим безобразием",
-                            intent="nlu_fallback", confidence=0.3)
+    body = await rasa.voice(
+        "action_open_ticket",
+        "мастер не пришёл, требую разобраться с этим безобразием",
+        intent="nlu_fallback",
+        confidence=0.3,
+    )
     # Whatever intake decides (ticket, choice of topic...), the user gets an answer and nothing crashes.
     assert texts(body)
 
@@ -299,7 +355,9 @@ async def test_ticket_status(rasa):
     body = await rasa.voice("action_ticket_status", "мои заявки")
     assert number in texts(body)[0]
     # Someone else asking for this number learns nothing.
-    body = await rasa.voice("action_ticket_status", "статус", phone=ROMASHKA_PHONE, slots={"ticket_number": number})
+    body = await rasa.voice(
+        "action_ticket_status", "статус", phone=ROMASHKA_PHONE, slots={"ticket_number": number}
+    )
     assert texts(body) == [t(rasa, "rasa_ticket_not_found", number=number)]
     body = await rasa.voice("action_ticket_status", "мои заявки", phone=ROMASHKA_PHONE)
     assert texts(body) == [t(rasa, "rasa_no_tickets")]
@@ -311,7 +369,9 @@ async def test_ticket_status_unknown_customer(rasa):
 
 
 async def test_connect_manager_for_a_client_with_a_personal_manager(rasa):
-    body = await rasa.voice("action_connect_manager", "соедините с менеджером", phone=ROMASHKA_PHONE, intent="human")
+    body = await rasa.voice(
+        "action_connect_manager", "соедините с менеджером", phone=ROMASHKA_PHONE, intent="human"
+    )
     number = slot_events(body)["ticket_number"]
     assert "Анна Петрова" in texts(body)[0] and number in texts(body)[0]
 
@@ -320,8 +380,9 @@ async def test_connect_manager_unknown_customer(rasa):
     body = await rasa.call("action_connect_manager", "позовите человека", intent="human")
     assert t(rasa, "rasa_callback_need_phone") in texts(body)
     assert await rasa.count(Ticket) == 0
-    body = await rasa.call("action_connect_manager", "перезвоните мне", intent="human",
-                           slots={"phone": "+79990001122"})
+    body = await rasa.call(
+        "action_connect_manager", "перезвоните мне", intent="human", slots={"phone": "+79990001122"}
+    )
     assert slot_events(body)["ticket_number"] in texts(body)[0]
     assert texts(body)[0] == t(rasa, "rasa_callback_operator", number=slot_events(body)["ticket_number"])
 
@@ -355,8 +416,9 @@ class FakeClassifier:
 
 
 async def test_classify_topic_sets_slots(rasa):
-    rasa.services.ctx.classifier = FakeClassifier(Classified("no_connection", 0.91, (Ranked("no_connection", 0.91),),
-                                                             urgent=True))
+    rasa.services.ctx.classifier = FakeClassifier(
+        Classified("no_connection", 0.91, (Ranked("no_connection", 0.91),), urgent=True)
+    )
     body = await rasa.call("action_classify_topic", "интернета нет срочно")
     assert slot_events(body) == {"topic": "no_connection", "topic_confidence": 0.91, "urgent": True}
     assert texts(body) == []
@@ -365,7 +427,9 @@ async def test_classify_topic_sets_slots(rasa):
 async def test_classify_topic_unsure_offers_choices(rasa):
     ranking = (Ranked("slow_connection", 0.4), Ranked("equipment", 0.35), Ranked("out_of_scope", 0.2))
     rasa.services.ctx.classifier = FakeClassifier(Classified("slow_connection", 0.4, ranking, rejected=True))
-    body = await rasa.call("action_classify_topic", "что-то с интернетом и роутером", metadata={"language": "en"})
+    body = await rasa.call(
+        "action_classify_topic", "что-то с интернетом и роутером", metadata={"language": "en"}
+    )
     assert texts(body) == [t(rasa, "rasa_choose_topic", "en")]
     payloads = [b["payload"] for b in body["responses"][0]["buttons"]]
     assert payloads[:2] == ['/choose_topic{"topic":"slow_connection"}', '/choose_topic{"topic":"equipment"}']
@@ -374,7 +438,9 @@ async def test_classify_topic_unsure_offers_choices(rasa):
 
 async def test_classify_topic_without_classifier_uses_rasa_intent(rasa):
     rasa.services.ctx.classifier = None
-    body = await rasa.call("action_classify_topic", "пропал интернет", intent="no_connection", confidence=0.88)
+    body = await rasa.call(
+        "action_classify_topic", "пропал интернет", intent="no_connection", confidence=0.88
+    )
     assert slot_events(body)["topic"] == "no_connection"
     body = await rasa.call("action_classify_topic", "ээээ", intent="greet")
     assert texts(body) == [t(rasa, "rasa_choose_topic")] and slot_events(body) == {"topic": None}
@@ -396,7 +462,9 @@ class FakeKnowledge:
 
 
 async def test_kb_answer_found(rasa):
-    kb = FakeKnowledge(KnowledgeAnswer(article_id=7, title="Роутер", answer="Выключите и включите.", score=0.9))
+    kb = FakeKnowledge(
+        KnowledgeAnswer(article_id=7, title="Роутер", answer="Выключите и включите.", score=0.9)
+    )
     rasa.services.ctx.extras["knowledge"] = kb
     body = await rasa.call("action_kb_answer", "роутер не работает", intent="equipment", confidence=0.9)
     assert texts(body)[0] == "Роутер\nВыключите и включите."
@@ -418,12 +486,23 @@ async def test_kb_answer_none_or_no_knowledge_base_offers_a_ticket(rasa):
 
 
 async def test_real_action_with_deflated_body_and_domain_round_trip(rasa):
-    call = action_call("action_check_balance", "баланс", sender_id=IVANOV_PHONE, input_channel="twilio_voice",
-                       with_domain=False, domain_digest="model-1")
+    call = action_call(
+        "action_check_balance",
+        "баланс",
+        sender_id=IVANOV_PHONE,
+        input_channel="twilio_voice",
+        with_domain=False,
+        domain_digest="model-1",
+    )
     resp = await rasa.client.post("/webhook", data=deflated(call), headers={"Content-Encoding": "deflate"})
     assert resp.status == 449
-    call = action_call("action_check_balance", "баланс", sender_id=IVANOV_PHONE, input_channel="twilio_voice",
-                       domain_digest="model-1")
+    call = action_call(
+        "action_check_balance",
+        "баланс",
+        sender_id=IVANOV_PHONE,
+        input_channel="twilio_voice",
+        domain_digest="model-1",
+    )
     resp = await rasa.client.post("/webhook", data=deflated(call), headers={"Content-Encoding": "deflate"})
     assert resp.status == 200
     assert "200001" in texts(await resp.json())[0]
@@ -449,8 +528,13 @@ async def test_fifty_kilobyte_message_opens_one_ticket(rasa):
 
 
 async def test_odd_tracker_values_are_tolerated(rasa):
-    call = action_call("action_check_balance", "баланс", sender_id=IVANOV_PHONE, input_channel="twilio_voice",
-                       slots={"account_number": ["200001", "x"], "language": 5, "pin": True})
+    call = action_call(
+        "action_check_balance",
+        "баланс",
+        sender_id=IVANOV_PHONE,
+        input_channel="twilio_voice",
+        slots={"account_number": ["200001", "x"], "language": 5, "pin": True},
+    )
     call["tracker"]["events"].append("not an event")
     resp = await rasa.client.post("/webhook", json=call)
     assert resp.status == 200

@@ -71,8 +71,15 @@ async def _client(services, token: str | None = None):  # type: ignore[no-untype
 
 async def test_runs_an_action_and_returns_events_and_responses(services):
     async with await _client(services) as client:
-        call = action_call("action_probe_echo", "hello", slots={"account_number": "200001"}, message_id="m1",
-                           metadata={"language": "en-GB"}, input_channel="telegram", sender_id="42")
+        call = action_call(
+            "action_probe_echo",
+            "hello",
+            slots={"account_number": "200001"},
+            message_id="m1",
+            metadata={"language": "en-GB"},
+            input_channel="telegram",
+            sender_id="42",
+        )
         resp = await client.post("/webhook", json=call)
         assert resp.status == 200
         body = await resp.json()
@@ -84,7 +91,9 @@ async def test_language_defaults_to_russian_and_follows_the_slot(services):
     async with await _client(services) as client:
         resp = await client.post("/webhook", json=action_call("action_probe_echo", "привет"))
         assert texts(await resp.json())[0].startswith("ru|rest|привет|")
-        resp = await client.post("/webhook", json=action_call("action_probe_echo", "hi", slots={"language": "en"}))
+        resp = await client.post(
+            "/webhook", json=action_call("action_probe_echo", "hi", slots={"language": "en"})
+        )
         assert texts(await resp.json())[0].startswith("en|")
 
 
@@ -101,8 +110,10 @@ async def test_unknown_action_is_404_with_rasa_sdk_body(services):
         resp = await client.post("/webhook", json=action_call("action_does_not_exist", "hi"))
         assert resp.status == 404
         body = await resp.json()
-    assert body == {"error": "No registered action found for name 'action_does_not_exist'.",
-                    "action_name": "action_does_not_exist"}
+    assert body == {
+        "error": "No registered action found for name 'action_does_not_exist'.",
+        "action_name": "action_does_not_exist",
+    }
 
 
 async def test_rejected_action_is_400(services):
@@ -114,7 +125,9 @@ async def test_rejected_action_is_400(services):
 
 async def test_crash_outside_an_action_is_500_without_details(services):
     async with await _client(services) as client:
-        resp = await client.post("/webhook", json=action_call("action_probe_crash", "hi", slots={"pin": "0001"}))
+        resp = await client.post(
+            "/webhook", json=action_call("action_probe_crash", "hi", slots={"pin": "0001"})
+        )
         assert resp.status == 500
         body = await resp.json()
     assert body["action_name"] == "action_probe_crash" and body["incident"]
@@ -123,22 +136,31 @@ async def test_crash_outside_an_action_is_500_without_details(services):
 
 async def test_bug_inside_an_action_is_an_apology_not_a_traceback(services):
     async with await _client(services) as client:
-        resp = await client.post("/webhook", json=action_call("action_probe_bug", "hi", slots={"language": "en"}))
+        resp = await client.post(
+            "/webhook", json=action_call("action_probe_bug", "hi", slots={"language": "en"})
+        )
         assert resp.status == 200
         body = await resp.json()
     assert texts(body) == [services.ctx.t("error_apology", "en")]
 
 
-@pytest.mark.parametrize("body, reason", [
-    (b"{not json", "not JSON"),
-    (b"", "empty body"),
-    (b"[1, 2]", "expected a JSON object"),
-    (json.dumps({"sender_id": "x", "tracker": {}}).encode(), "'next_action' missing"),
-    (json.dumps({"next_action": "action_probe_echo", "tracker": "x"}).encode(), "'tracker' missing"),
-    (json.dumps({"next_action": "action_probe_echo", "tracker": {"sender_id": "x", "events": {}}}).encode(),
-     "'tracker.events' must be a list"),
-    (b'{"next_action": "\xff\xfe"}', "not JSON"),
-])
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (b"{not json", "not JSON"),
+        (b"", "empty body"),
+        (b"[1, 2]", "expected a JSON object"),
+        (json.dumps({"sender_id": "x", "tracker": {}}).encode(), "'next_action' missing"),
+        (json.dumps({"next_action": "action_probe_echo", "tracker": "x"}).encode(), "'tracker' missing"),
+        (
+            json.dumps(
+                {"next_action": "action_probe_echo", "tracker": {"sender_id": "x", "events": {}}}
+            ).encode(),
+            "'tracker.events' must be a list",
+        ),
+        (b'{"next_action": "\xff\xfe"}', "not JSON"),
+    ],
+)
 async def test_malformed_body_is_400_with_json_error(services, body, reason):
     async with await _client(services) as client:
         resp = await client.post("/webhook", data=body, headers={"Content-Type": "application/json"})
@@ -150,19 +172,28 @@ async def test_malformed_body_is_400_with_json_error(services, body, reason):
 async def test_deflate_and_gzip_bodies_are_accepted(services):
     call = action_call("action_probe_echo", "сжатый запрос")
     async with await _client(services) as client:
-        resp = await client.post("/webhook", data=deflated(call),
-                                 headers={"Content-Encoding": "deflate", "Content-Type": "application/json"})
+        resp = await client.post(
+            "/webhook",
+            data=deflated(call),
+            headers={"Content-Encoding": "deflate", "Content-Type": "application/json"},
+        )
         assert resp.status == 200
         assert texts(await resp.json())[0].startswith("ru|rest|сжатый запрос")
-        resp = await client.post("/webhook", data=gzip.compress(json.dumps(call).encode()),
-                                 headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+        resp = await client.post(
+            "/webhook",
+            data=gzip.compress(json.dumps(call).encode()),
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
         assert resp.status == 200
 
 
 async def test_corrupt_compressed_body_is_400(services):
     async with await _client(services) as client:
-        resp = await client.post("/webhook", data=b"definitely not zlib",
-                                 headers={"Content-Encoding": "deflate", "Content-Type": "application/json"})
+        resp = await client.post(
+            "/webhook",
+            data=b"definitely not zlib",
+            headers={"Content-Encoding": "deflate", "Content-Type": "application/json"},
+        )
         assert resp.status == 400
         assert "Content-Encoding" in (await resp.json())["error"]
 
@@ -170,8 +201,11 @@ async def test_corrupt_compressed_body_is_400(services):
 async def test_oversized_body_is_refused_even_when_compressed(services):
     huge = b'{"next_action": "action_probe_echo", "pad": "' + b"x" * (MAX_ACTION_CALL_BYTES + 10) + b'"}'
     async with await _client(services) as client:
-        resp = await client.post("/webhook", data=zlib.compress(huge),
-                                 headers={"Content-Encoding": "deflate", "Content-Type": "application/json"})
+        resp = await client.post(
+            "/webhook",
+            data=zlib.compress(huge),
+            headers={"Content-Encoding": "deflate", "Content-Type": "application/json"},
+        )
         assert resp.status == 413
         assert "error" in await resp.json()
 

@@ -1,7 +1,7 @@
-"""Action-call JSON exactly as Rasa 3 sends it to an action server (`RemoteAction` / CustomActionRequestWriter):
+"""Action-call JSON exactly as Rasa 3 sends it to an action server (CustomActionRequestWriter):
 
-    {"next_action", "sender_id", "tracker": tracker.current_state(EventVerbosity.ALL), "domain": domain.as_dict(),
-     "domain_digest"?, "version"}
+    {"next_action", "sender_id", "tracker": tracker.current_state(EventVerbosity.ALL),
+     "domain": domain.as_dict(), "domain_digest"?, "version"}
 
 The tracker state carries every event of the conversation (session start, the user's message with its
 parse data and input channel...), the slots with the domain's defaults, and `latest_message`. The domain is
@@ -37,30 +37,35 @@ def domain() -> dict[str, Any]:
     raw = _domain_file()
     slots = {}
     for name, spec in raw["slots"].items():
-        slot = {"type": f"rasa.shared.core.slots.{spec['type'].capitalize()}Slot",
-                "initial_value": spec.get("initial_value"),
-                "influence_conversation": spec.get("influence_conversation", True),
-                "mappings": spec.get("mappings", [])}
+        slot = {
+            "type": f"rasa.shared.core.slots.{spec['type'].capitalize()}Slot",
+            "initial_value": spec.get("initial_value"),
+            "influence_conversation": spec.get("influence_conversation", True),
+            "mappings": spec.get("mappings", []),
+        }
         if "values" in spec:
             slot["values"] = spec["values"]
         slots[name] = slot
-    return copy.deepcopy({
-        "version": raw.get("version", "3.1"),
-        "config": {"store_entities_as_slots": True},
-        "session_config": raw.get("session_config", {}),
-        "intents": [{name: {"use_entities": True}} for name in raw["intents"]],
-        "entities": raw.get("entities", []),
-        "slots": slots,
-        "responses": raw.get("responses", {}),
-        "actions": raw.get("actions", []),
-        "forms": {},
-        "e2e_actions": [],
-    })
+    return copy.deepcopy(
+        {
+            "version": raw.get("version", "3.1"),
+            "config": {"store_entities_as_slots": True},
+            "session_config": raw.get("session_config", {}),
+            "intents": [{name: {"use_entities": True}} for name in raw["intents"]],
+            "entities": raw.get("entities", []),
+            "slots": slots,
+            "responses": raw.get("responses", {}),
+            "actions": raw.get("actions", []),
+            "forms": {},
+            "e2e_actions": [],
+        }
+    )
 
 
 def default_slots() -> dict[str, Any]:
     return {name: spec.get("initial_value") for name, spec in _domain_file()["slots"].items()} | {
-        "session_started_metadata": None, "requested_slot": None,
+        "session_started_metadata": None,
+        "requested_slot": None,
     }
 
 
@@ -76,8 +81,9 @@ def user_event(
     timestamp: float | None = None,
 ) -> dict[str, Any]:
     parse_data = {
-        "intent": {"name": intent, "confidence": confidence} if intent else {"name": "nlu_fallback",
-                                                                                "confidence": 0.4},
+        "intent": {"name": intent, "confidence": confidence}
+        if intent
+        else {"name": "nlu_fallback", "confidence": 0.4},
         "entities": entities or [],
         "text": text,
         "message_id": message_id or uuid.uuid4().hex,
@@ -96,8 +102,16 @@ def user_event(
 
 
 def _action_event(name: str, timestamp: float) -> dict[str, Any]:
-    return {"event": "action", "timestamp": timestamp, "metadata": {"model_id": "0f3c9b1f2e8d4b7a"},
-            "name": name, "policy": None, "confidence": 1.0, "action_text": None, "hide_rule_turn": False}
+    return {
+        "event": "action",
+        "timestamp": timestamp,
+        "metadata": {"model_id": "0f3c9b1f2e8d4b7a"},
+        "name": name,
+        "policy": None,
+        "confidence": 1.0,
+        "action_text": None,
+        "hide_rule_turn": False,
+    }
 
 
 def action_call(
@@ -118,8 +132,15 @@ def action_call(
 ) -> dict[str, Any]:
     """One call of `action` after the user said `text` on `input_channel`."""
     start = time.time()
-    user = user_event(text, intent=intent, confidence=confidence, entities=entities, input_channel=input_channel,
-                      message_id=message_id, metadata=metadata)
+    user = user_event(
+        text,
+        intent=intent,
+        confidence=confidence,
+        entities=entities,
+        input_channel=input_channel,
+        message_id=message_id,
+        metadata=metadata,
+    )
     events = [
         _action_event("action_session_start", start - 5),
         {"event": "session_started", "timestamp": start - 5, "metadata": {"model_id": "0f3c9b1f2e8d4b7a"}},
@@ -159,7 +180,7 @@ def action_call(
 
 
 def deflated(call: dict[str, Any]) -> bytes:
-    """The body as Rasa sends it with COMPRESS_ACTION_SERVER_REQUEST=true (zlib, `Content-Encoding: deflate`)."""
+    """The body as Rasa sends it with COMPRESS_ACTION_SERVER_REQUEST=true (zlib, Content-Encoding: deflate)."""
     return zlib.compress(json.dumps(call).encode("utf-8"))
 
 
