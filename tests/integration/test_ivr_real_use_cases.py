@@ -143,7 +143,7 @@ async def test_manager_in_hours_is_dialled(real_ivr):  # type: ignore[no-untyped
 
 class SlowBilling(EmbeddedBilling):
     async def account_balance(self, number: str):  # type: ignore[no-untyped-def]
-        await asyncio.sleep(10)
+        await asyncio.sleep(30)
         return await super().account_balance(number)
 
 
@@ -155,5 +155,5 @@ async def test_slow_billing_is_reported_within_the_budget(real_ivr):  # type: ig
     loop = asyncio.get_running_loop()
     started = loop.time()
     root = await phone.press("1")
-    assert loop.time() - started < 4
+    assert loop.time() - started < 8  # 2 s budget; generous for a loaded CI machine
     assert "недоступны" in spoken(root)
