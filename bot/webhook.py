@@ -67,6 +67,24 @@ def webhook_secret(settings: Settings) -> str:
     return value
 
 
+INT64 = 2**63 - 1
+
+
+def _check_int_range(value: Any, depth: int = 0) -> None:
+    """Telegram ids fit in 64 bits; a larger number (forged or corrupted) would only fail later in the
+    database, so it is refused here as unparsable."""
+    if depth > 20:
+        raise ValueError("update nested too deeply")
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_int_range(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_int_range(item, depth + 1)
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64:
+        raise ValueError("integer out of the 64-bit range")
+
+
 class WebhookHandler:
     def __init__(self, ctx: AppContext, dp: Dispatcher, bot: Bot, secret: str) -> None:
         self.ctx, self.dp, self.bot = ctx, dp, bot
@@ -87,8 +105,9 @@ class WebhookHandler:
             log.warning("webhook: malformed request: %s", str(exc)[:200])
             return web.json_response({"ok": False, "error": "malformed update"}, status=400)
         try:
+            _check_int_range(payload)
             update = Update.model_validate(payload, context={"bot": self.bot})
-        except ValidationError as exc:
+        except (ValidationError, ValueError) as exc:
             # An update we cannot parse (a newer Bot API shape?): keep the evidence and let the queue move on.
             log.error("webhook: update %s does not parse: %s", update_id, str(exc)[:500])
             await self._mark(str(update_id), "failed", f"unparsable update: {str(exc)[:900]}", 1)

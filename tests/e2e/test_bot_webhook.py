@@ -48,6 +48,10 @@ async def test_malformed_update_is_refused(services, fake_bot_api):
         assert response.status == 200
         row = await _processed(services, 77)
         assert row is not None and row.status == "failed"
+        huge = u.command(CLIENT_ID, "/start")
+        huge["message"]["from"]["id"] = 2**64
+        assert (await env.post(huge)).status == 200
+        assert (await _processed(services, huge["update_id"])).status == "failed"
 
 
 async def test_start_greets_and_asks_for_contact_with_consent(services, fake_bot_api):
@@ -154,6 +158,28 @@ async def test_unsupported_content_gets_a_polite_answer(services, fake_bot_api):
             assert await env.texts(update) == [expected]
         async with services.uow() as uow:
             assert await uow.session.scalar(select(func.count()).select_from(Interaction)) == 0
+
+
+async def test_50kb_message_is_handled_and_kept_whole(demo_services, fake_bot_api):
+    services = demo_services
+    async with bot_app(services, fake_bot_api) as env:
+        await env.send(u.contact(CLIENT_ID, "+79161234567"))
+        text = "Не работает интернет. " + "Подробности: " * 4000  # about 52,000 characters
+        update = u.message(CLIENT_ID, text)
+        sent = await env.send(update)
+        assert sent, "the client must get an answer"
+        assert all(len(m.get("text", "")) <= 4096 for m in sent)
+        async with services.uow() as uow:
+            interaction = await uow.interactions.by_external_id(f"tg:{update['update_id']}")
+        assert interaction is not None
+        from storage.models import Ticket
+
+        if interaction.ticket_id is not None:
+            async with services.uow() as uow:
+                ticket = await uow.session.get(Ticket, interaction.ticket_id)
+            assert ticket is not None and ticket.text == text
+        # A redelivery of the same big update opens nothing new.
+        assert await env.send(update) == []
 
 
 async def test_unknown_command_and_cancel_and_help(services, fake_bot_api):
