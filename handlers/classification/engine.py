@@ -119,8 +119,8 @@ class LinearTopicModel(TopicClassifier):
             return None
         return self._encoder.encode([embedding_input(t) for t in texts])
 
-    def scores_one(self, text: str) -> np.ndarray:
-        """Combined class scores of one text (fast path used by classify)."""
+    def scores_one(self, text: str) -> tuple[np.ndarray, int]:
+        """Combined class scores of one text (fast path used by classify) and its count of known words."""
         p = self.params
         lemmas, surface = prepare(text)
         w_idx, w_val = p.word.transform_one(lemmas)
@@ -138,7 +138,7 @@ class LinearTopicModel(TopicClassifier):
                 q = _unit(projected)
                 sims = (p.knn_vectors @ q)[None, :]
                 scores = scores + p.knn_weight * knn_class_scores(sims, p.knn_members, p.knn_k)[0]
-        return scores
+        return scores, len(w_idx)
 
     def classify(self, text: str, k: int = 3) -> Classification:
         text = cap_length(text if isinstance(text, str) else str(text or ""))
@@ -147,13 +147,15 @@ class LinearTopicModel(TopicClassifier):
             # nothing to classify (empty, digits, emoji, punctuation): ask the client again
             return Classification(self.oos_label, 0.0, (), True, urgency.urgent, urgency.score)
         with single_blas_thread():
-            scores = self.scores_one(text)
+            scores, known_words = self.scores_one(text)
         probs = softmax(scores, self.params.temperature)
         best = int(np.argmax(probs))
         in_scope_order = self._in_scope[np.argsort(-probs[self._in_scope], kind="stable")]
         ranking = tuple(TopicScore(str(self.params.labels[i]), float(probs[i])) for i in in_scope_order[:max(k, 1)])
         top = ranking[0]
-        rejected = best == self._oos_column or top.confidence < self.params.threshold
+        # A request sharing not a single word with the training data ("asdkjh qwpoeiru")
+        # would be routed on character and embedding noise alone: ask to rephrase instead.
+        rejected = best == self._oos_column or top.confidence < self.params.threshold or known_words == 0
         topic = self.oos_label if rejected else top.topic
         return Classification(topic, top.confidence, ranking, rejected, urgency.urgent, urgency.score)
 

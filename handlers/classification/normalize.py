@@ -44,8 +44,8 @@ def normalize_text(text: str) -> str:
     """Case-folded, placeholder-substituted, single-spaced text (no lemmatisation)."""
     text = cap_length(text or "")
     text = text.lower().replace("ё", "е")
+    text = _EMAIL_RE.sub(f" {EMAIL_TOKEN} ", text)  # before URLs: "mail.ru" in an address is not a link
     text = _URL_RE.sub(f" {URL_TOKEN} ", text)
-    text = _EMAIL_RE.sub(f" {EMAIL_TOKEN} ", text)
     text = _PHONE_RE.sub(f" {PHONE_TOKEN} ", text)
     text = _NUMBER_RE.sub(f" {NUMBER_TOKEN} ", text)
     return _SPACES_RE.sub(" ", text).strip()

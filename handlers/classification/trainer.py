@@ -221,6 +221,12 @@ def _calibrate(x, labels, oos_label, trainable, fit_rows, held_rows, knn_all, cl
                               for i in range(0, len(held_rows), 512)])
     oos_col = col.get(oos_label)
     in_target = target[~held_oos]
+    # Bayes decision with calibrated probabilities: routing gains 1 when right and
+    # loses `cost` when wrong, so route only when P(right) >= cost / (1 + cost).
+    # The held-out data calibrates the probabilities (temperature) instead of
+    # picking a threshold directly: a threshold searched on a few hundred held-out
+    # rows is noisy, and held-out rows are easier than real traffic.
+    threshold = settings.misroute_cost / (1.0 + settings.misroute_cost)
 
     def evaluate_weight(weight: float) -> dict:
         combined = scores + weight * knn if weight else scores
@@ -230,7 +236,7 @@ def _calibrate(x, labels, oos_label, trainable, fit_rows, held_rows, knn_all, cl
         top_in_col = in_cols[probs[:, in_cols].argmax(axis=1)]
         says_oos = probs.argmax(axis=1) == oos_col if oos_col is not None else np.zeros(len(held_rows), bool)
         correct = (~held_oos) & (top_in_col == target) & ~says_oos
-        threshold, utility = _choose_threshold(top_in, correct, ~says_oos, settings.misroute_cost)
+        utility = _routing_utility(top_in >= threshold, correct, ~says_oos, settings.misroute_cost)
         accepted = (top_in >= threshold) & ~says_oos
         return {
             "knn_weight": weight, "temperature": temperature, "threshold": threshold, "utility": utility,
@@ -244,7 +250,7 @@ def _calibrate(x, labels, oos_label, trainable, fit_rows, held_rows, knn_all, cl
     # tell "not ours" from "ours", which accuracy alone does not see.
     candidates = [evaluate_weight(w) for w in (settings.knn_weights if knn is not None else (0.0,))]
     best = max(candidates, key=lambda c: c["utility"] + 1e-9 * -c["knn_weight"])
-    best_weight, temperature, threshold = best["knn_weight"], best["temperature"], best["threshold"]
+    best_weight, temperature = best["knn_weight"], best["temperature"]
     return {
         "knn_weight": best_weight,
         "temperature": temperature,
@@ -268,26 +274,8 @@ def _fit_temperature(scores: np.ndarray, target: np.ndarray) -> float:
     return best_t
 
 
-def _choose_threshold(confidence: np.ndarray, correct: np.ndarray, eligible: np.ndarray,
-                      cost: float) -> tuple[float, float]:
-    """Threshold maximising (right routes - cost * wrong routes) on held-out rows.
-
-    Rows the model already sends to the out-of-scope class are not eligible (they
-    are rejected at any threshold). Out-of-scope held-out rows count as wrong
-    routes when accepted, so they push the threshold up as they should.
-    """
-    conf = confidence[eligible]
-    gain = np.where(correct[eligible], 1.0, -cost)
-    if len(conf) == 0:
-        return 0.5, 0.0
-    order = np.argsort(-conf, kind="stable")
-    conf_sorted, cumulative = conf[order], np.cumsum(gain[order])
-    # accepting the top i rows: utility cumulative[i-1]; threshold halfway to the next row
-    utilities = np.concatenate([[0.0], cumulative])
-    best = int(np.argmax(utilities))
-    utility = float(utilities[best]) / len(confidence)
-    if best == 0:
-        return float(min(1.0, conf_sorted[0] + 1e-6)), utility
-    if best == len(conf_sorted):
-        return float(max(0.0, conf_sorted[-1] - 1e-6)), utility
-    return float((conf_sorted[best - 1] + conf_sorted[best]) / 2), utility
+def _routing_utility(accept: np.ndarray, correct: np.ndarray, eligible: np.ndarray, cost: float) -> float:
+    """Mean gain per held-out row: +1 right route, -cost wrong route (oos rows are always wrong), 0 rejected."""
+    routed = accept & eligible
+    gain = np.where(correct, 1.0, -cost)
+    return float((gain * routed).sum() / max(len(accept), 1))
