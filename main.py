@@ -94,10 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _feature_commands() -> list[Callable[[Any], None]]:
     """Commands contributed by features; each registers its sub-parsers with a `handler`."""
+    from bot.terminal import register as register_bot
     from ivr.terminal import register as register_call
     from service.cli_data import register as register_data
 
-    return [register_call, register_data]
+    return [register_call, register_data, register_bot]
 
 
 def configure_logging(level: str) -> None:
