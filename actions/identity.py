@@ -78,8 +78,26 @@ def _session_key(turn: Turn) -> str:
     return f"{_SESSION_PREFIX}{turn.channel or '-'}:{turn.sender_id}"
 
 
-async def remember(turn: Turn, client: ClientProfile) -> None:
-    await turn.ctx.kv.kv.set(_session_key(turn), str(client.customer_id), ttl=SESSION_TTL_SECONDS)
+def _last_event_time(turn: Turn, kinds: frozenset[str]) -> float:
+    """Rasa's timestamp of the latest event of these kinds (Rasa's clock, so comparisons stay on one clock)."""
+    events = turn.tracker.events if isinstance(turn.tracker.events, list) else []
+    for event in reversed(events):
+        if isinstance(event, dict) and event.get("event") in kinds:
+            stamp = event.get("timestamp")
+            return float(stamp) if isinstance(stamp, int | float) and not isinstance(stamp, bool) else 0.0
+    return 0.0
+
+
+_USER = frozenset({"user"})
+# A new Rasa session or a restart ends the identification too, not only our expiry.
+_RESETS = frozenset({"session_started", "restart"})
+
+
+async def remember(turn: Turn, client: ClientProfile, identified_at: float | None = None) -> None:
+    if identified_at is None:
+        identified_at = _last_event_time(turn, _USER)
+    value = f"{client.customer_id}:{identified_at!r}"
+    await turn.ctx.kv.kv.set(_session_key(turn), value, ttl=SESSION_TTL_SECONDS)
 
 
 async def forget(turn: Turn) -> None:
@@ -88,15 +106,24 @@ async def forget(turn: Turn) -> None:
 
 async def _from_session(turn: Turn) -> ClientProfile | None:
     stored = await turn.ctx.kv.kv.get(_session_key(turn))
-    if not stored or not stored.isdigit():
+    if not stored:
+        return None
+    customer, _, when = stored.partition(":")
+    try:
+        customer_id, identified_at = int(customer), float(when or 0)
+    except ValueError:
+        await forget(turn)
+        return None
+    if _last_event_time(turn, _RESETS) > identified_at:
+        await forget(turn)
         return None
     try:
-        client = await identification.client_profile(turn.ctx, int(stored))
+        client = await identification.client_profile(turn.ctx, customer_id)
     except NotFound:
         await forget(turn)
         return None
     # Sliding expiry: an active conversation stays identified.
-    await remember(turn, client)
+    await remember(turn, client, identified_at)
     return client
 
 
@@ -127,6 +154,9 @@ async def _check_pin(turn: Turn, pin: str) -> Identity:
         account = owner.account_numbers[0]
     check = await identification.identify_by_account_pin(turn.ctx, account, pin)
     if check.ok and check.client is not None:
+        if not check.client.has_consent:
+            # As in the bot: the identification prompt says that giving the account and PIN means consent.
+            await identification.record_consent(turn.ctx, check.client.customer_id)
         await remember(turn, check.client)
         return Identity(check.client, "pin")
     if check.locked_until is not None:

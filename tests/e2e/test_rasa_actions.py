@@ -539,3 +539,34 @@ async def test_odd_tracker_values_are_tolerated(rasa):
     resp = await rasa.client.post("/webhook", json=call)
     assert resp.status == 200
     assert "200001" in texts(await resp.json())[0]
+
+
+async def test_pin_identification_records_consent_as_the_prompt_says(rasa):
+    ctx = rasa.services.ctx
+    assert not (await identify_by_phone(ctx, KUZNETSOVA_PHONE)).has_consent
+    body = await rasa.call("action_identify_customer", "", slots={"account_number": "200004", "pin": "0004"})
+    assert slot_events(body)["customer_identified"] is True
+    assert (await identify_by_phone(ctx, KUZNETSOVA_PHONE)).has_consent
+
+
+async def test_a_new_rasa_session_or_restart_ends_the_identification(rasa):
+    import time
+
+    await rasa.call(
+        "action_identify_customer", "", slots={"account_number": "200001", "pin": "0001"}, sender_id="s"
+    )
+    body = await rasa.call("action_check_balance", "баланс", sender_id="s")
+    assert "200001" in texts(body)[0]
+    # Rasa started a new session for this conversation after the identification.
+    body = await rasa.call("action_check_balance", "баланс", sender_id="s", session_started_at=time.time())
+    assert texts(body) == [t(rasa, "rasa_need_identification")]
+    # ...and the identification stays forgotten afterwards.
+    body = await rasa.call("action_check_balance", "баланс", sender_id="s")
+    assert texts(body) == [t(rasa, "rasa_need_identification")]
+    # A restart works the same way.
+    await rasa.call(
+        "action_identify_customer", "", slots={"account_number": "200001", "pin": "0001"}, sender_id="s"
+    )
+    restart = {"event": "restart", "timestamp": time.time() + 1}
+    body = await rasa.call("action_check_balance", "баланс", sender_id="s", history=[restart])
+    assert texts(body) == [t(rasa, "rasa_need_identification")]

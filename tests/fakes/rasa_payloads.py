@@ -129,9 +129,11 @@ def action_call(
     with_domain: bool = True,
     domain_digest: str | None = None,
     history: list[dict[str, Any]] | None = None,
+    session_started_at: float | None = None,
 ) -> dict[str, Any]:
     """One call of `action` after the user said `text` on `input_channel`."""
-    start = time.time()
+    # The conversation's session began a while ago unless a test says when.
+    start = time.time() - 600 if session_started_at is None else session_started_at
     user = user_event(
         text,
         intent=intent,
@@ -142,9 +144,9 @@ def action_call(
         metadata=metadata,
     )
     events = [
-        _action_event("action_session_start", start - 5),
-        {"event": "session_started", "timestamp": start - 5, "metadata": {"model_id": "0f3c9b1f2e8d4b7a"}},
-        _action_event("action_listen", start - 5),
+        _action_event("action_session_start", start),
+        {"event": "session_started", "timestamp": start, "metadata": {"model_id": "0f3c9b1f2e8d4b7a"}},
+        _action_event("action_listen", start),
         *(history or []),
         user,
         {"event": "user_featurization", "timestamp": user["timestamp"], "use_text_for_featurization": False},
