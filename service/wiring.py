@@ -15,8 +15,10 @@ def connect_ports(services: Services) -> None:
     """Attach the use cases' ports to `services.ctx` (classifier, billing source, message sender, knowledge
     base...). Runs in every kind of process (web, worker, CLI) right after the services are built."""
     from handlers.knowledge import KnowledgeBase
+    from service.classifier import LazyTopicClassifier
 
     services.ctx.extras["knowledge"] = KnowledgeBase(services.ctx)
+    services.ctx.classifier = LazyTopicClassifier(services.settings.data_dir / "models")
     from service import selfservice
 
     selfservice.connect(services)
@@ -70,5 +72,9 @@ def build_workers(services: Services) -> list[Worker]:
 async def warm_up(services: Services) -> None:
     """Slow preparations (model training...) that must not delay /health; run in the background."""
     from handlers.knowledge import seed_default_articles
+    from service.classifier import LazyTopicClassifier
 
+    classifier = services.ctx.classifier
+    if isinstance(classifier, LazyTopicClassifier):
+        await classifier.load_in_background()
     await seed_default_articles(services.ctx)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import re
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,20 @@ VERSION_KEY = "kb:version"
 # A match this strong is shown as the answer ("did this help?"); weaker ones only as suggestions.
 STRONG_MATCH = 0.5
 SUGGESTION = 0.3
+
+
+@lru_cache(maxsize=4)
+def background_texts(language: str) -> tuple[str, ...]:
+    """How clients write in this language (the classifier's training data), for word weights."""
+    from handlers.classification.model_store import DEFAULT_DATA_DIR
+    from handlers.classification.nlu_data import load_examples
+
+    path = DEFAULT_DATA_DIR / f"{language}.yml"
+    try:
+        return tuple(example.text for example in load_examples(path))
+    except Exception:  # the index works without it, only with coarser word weights
+        log.warning("no background texts for the knowledge index from %s", path)
+        return ()
 
 
 def _slugify(text: str) -> str:
@@ -58,7 +73,8 @@ class KnowledgeBase:
                 ArticleDoc(row.id, row.language, row.topic, row.title, variants, row.answer))
         # Building the index is CPU work; keep the event loop free for requests.
         self._indexes = await asyncio.to_thread(
-            lambda: {lang: KnowledgeIndex(docs, normalize) for lang, docs in by_language.items()})
+            lambda: {lang: KnowledgeIndex(docs, normalize, background_texts(lang))
+                     for lang, docs in by_language.items()})
 
     async def _ensure_fresh(self) -> None:
         now = time.monotonic()

@@ -1,0 +1,63 @@
+"""The shipped topic model, loaded (or trained on first start) without delaying the service.
+
+The web process starts loading in the background at start-up; a request that arrives before the model is
+ready gets "not ready", which the use cases treat as "unsure" (the client picks the topic from buttons).
+Processes that never start a background load (CLI tools) load it on first use instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class ClassifierNotReady(RuntimeError):
+    pass
+
+
+class LazyTopicClassifier:
+    def __init__(self, cache_dir: Path) -> None:
+        self._cache_dir = cache_dir
+        self._model: Any = None
+        self._loading = False
+        self._failed = False
+        self._lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self._model is not None
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                from handlers.classification import load_or_train_default
+
+                started = time.monotonic()
+                self._model = load_or_train_default(cache_dir=self._cache_dir)
+                log.info("topic model ready in %.1fs", time.monotonic() - started)
+            return self._model
+
+    async def load_in_background(self) -> None:
+        self._loading = True
+        try:
+            await asyncio.to_thread(self._load)
+        except Exception:
+            # The service stays useful without the model: requests are treated as unsure.
+            log.exception("cannot load or train the topic model; clients will choose topics themselves")
+            self._failed = True
+        finally:
+            self._loading = False
+
+    def classify(self, text: str, k: int = 3) -> Any:
+        model = self._model
+        if model is None:
+            if self._loading or self._failed:
+                raise ClassifierNotReady("the topic model is not available")
+            model = self._load()
+        return model.classify(text, k=k)
