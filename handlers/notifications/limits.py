@@ -1,31 +1,53 @@
-"""Telegram's flood limits, shared by every dispatcher process through `ctx.kv` (Redis when configured).
+"""Telegram's flood limits, shared by every dispatcher process through Redis (or in-process without it).
 
-- overall: at most one message per 1/29 s slot, so any sliding second holds at most 30 (29/s sustained);
-- a private chat: one message per 1.05 s; a group (negative chat id): one per 3.05 s, i.e. < 20 a minute.
-The small margins absorb network jitter between our clock and Telegram's.
+- overall: sends are *reserved* on one shared schedule, one every 1/29.2 s (GCRA-style: a Lua script keeps
+  the next free moment in Redis; each caller gets its own moment and sleeps until then). Any 31 sends
+  therefore span more than a second by a margin of ~27 ms, which absorbs network and event-loop jitter
+  between our clock and Telegram's, while the sustained rate stays at 29.2/s;
+- a private chat: one message per 1.05 s; a group (negative chat id): one per 3.05 s (< 20 a minute).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import weakref
 from dataclasses import dataclass
 
 from storage.kv import KeyValueBackends
 
+log = logging.getLogger(__name__)
+
+_RESERVE = """
+local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
+local now = tonumber(ARGV[1])
+if nxt < now then nxt = now end
+redis.call('SET', KEYS[1], string.format('%.6f', nxt + tonumber(ARGV[2])), 'PX', 10000)
+return string.format('%.6f', nxt)
+"""
+
+
+# Without Redis, every dispatcher of the process shares one schedule (per key-value backend).
+_LOCAL_SCHEDULES: weakref.WeakKeyDictionary[KeyValueBackends, list[float]] = weakref.WeakKeyDictionary()
+
 
 @dataclass(frozen=True)
 class TelegramLimits:
-    messages_per_second: float = 29.0
+    messages_per_second: float = 29.2
     chat_interval: float = 1.05
     group_interval: float = 3.05
+
+
+def _redis_prefix(kv: KeyValueBackends) -> str:
+    primary = getattr(kv.kv, "_primary", kv.kv)
+    return str(getattr(primary, "_p", "fo:"))
 
 
 class DeliveryPacer:
     def __init__(self, kv: KeyValueBackends, limits: TelegramLimits = TelegramLimits()) -> None:
         self._kv, self.limits = kv, limits
-        # One task per process asks the shared limiter at a time; the others queue here, not on Redis.
-        self._global = asyncio.Lock()
+        self._key = _redis_prefix(kv) + "tg:global:next"
 
     def interval(self, chat_id: int) -> float:
         return self.limits.group_interval if chat_id < 0 else self.limits.chat_interval
@@ -45,11 +67,26 @@ class DeliveryPacer:
         """Telegram said "retry after": nobody sends to this chat before then."""
         await self._kv.kv.set(f"tg:chat:{chat_id}", "1", ttl=max(seconds, self.interval(chat_id)))
 
+    async def pause_all(self, seconds: float) -> None:
+        """A flood-wait for the whole bot: push the shared schedule back."""
+        await self._reserve(seconds)
+
     async def acquire_global(self) -> None:
-        slot = 1.0 / self.limits.messages_per_second
-        async with self._global:
-            while True:
-                wait = await self._kv.rate_limiter.hit("tg:global", 1, slot)
-                if wait <= 0:
-                    return
-                await asyncio.sleep(wait)
+        at = await self._reserve(1.0 / self.limits.messages_per_second)
+        delay = at - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _reserve(self, step: float) -> float:
+        """Take the next free moment on the shared schedule and move the schedule `step` seconds on."""
+        now = time.time()
+        redis = self._kv.redis
+        if redis is not None:
+            try:
+                return float(await redis.eval(_RESERVE, 1, self._key, f"{now:.6f}", f"{step:.6f}"))
+            except Exception as exc:  # Redis down: pace this process alone rather than stop
+                log.warning("shared send schedule unavailable, pacing locally: %s", exc)
+        schedule = _LOCAL_SCHEDULES.setdefault(self._kv, [0.0])
+        at = max(schedule[0], now)
+        schedule[0] = at + step
+        return at
