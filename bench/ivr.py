@@ -188,9 +188,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         results = {}
         for label, port, sign in (("bare aiohttp, fixed TwiML", ports[0], False),
                                   ("IVR first step (PostgreSQL + Redis)", ports[1], True)):
+            cpu_before = time.process_time()
             results[label] = await loop.run_in_executor(
                 None, measure, f"http://127.0.0.1:{port}", "/ivr/twilio/voice", args.seconds, args.concurrency,
                 sign)
+            # CPU this server process spent per answered request (warm-up included, so slightly high): the
+            # figure that decides capacity on an idle core, whatever else the machine is doing.
+            served = results[label]["requests"] + results[label]["errors"]
+            results[label]["server_cpu_ms"] = (time.process_time() - cpu_before) * 1000 / max(1, served)
         async with services.uow() as uow:
             from sqlalchemy import func, select
 
@@ -233,10 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"IVR first step, {args.concurrency} concurrent calls, {args.seconds:.0f} s per target, "
           f"{report['cpus']} CPUs, load generator in a separate process")
-    print(f"{'target':40} {'steps/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}")
+    print(f"{'target':40} {'steps/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7} "
+          f"{'CPU ms/step':>12}")
     for label, r in report["results"].items():
         print(f"{label:40} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p90_ms']:8.2f} {r['p99_ms']:8.2f} "
-              f"{r['max_ms']:8.1f} {r['errors']:7d}")
+              f"{r['max_ms']:8.1f} {r['errors']:7d} {r['server_cpu_ms']:12.2f}")
+    print(f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
+          "(figures are only comparable on an otherwise idle machine)")
     ivr = report["results"]["IVR first step (PostgreSQL + Redis)"]
     ok = ivr["rps"] >= 2000 and ivr["p99_ms"] < 20 and ivr["errors"] == 0
     print(f"calls logged: {report['calls_logged']}; targets (>= 2000 steps/s, p99 < 20 ms): "

@@ -115,7 +115,7 @@ class IvrWebhook:
         async def first(st: CallState, _inbound: Inbound) -> Reply:
             return await self.flow.start(st, form.get("From"), form.get("To"))
 
-        return await self._run(state, 0, Inbound(), first, log_step=False)
+        return await self._run(state, 0, Inbound(), first, log_step=False, first=True)
 
     def _step_handler(self, kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
@@ -151,9 +151,11 @@ class IvrWebhook:
 
         return handle
 
-    async def _run(self, state: CallState, seq: int, inbound: Inbound, step: Step, *, log_step: bool
-                   ) -> web.Response:
-        if not await self.store.claim(state.sid, seq):
+    async def _run(self, state: CallState, seq: int, inbound: Inbound, step: Step, *, log_step: bool,
+                   first: bool = False) -> web.Response:
+        # The first step only reads and logs the call idempotently (the call's row is unique), so it needs
+        # no claim: of two concurrent duplicates, the one that saves its state second replays the first.
+        if not first and not await self.store.claim(state.sid, seq):
             # The same step is being answered right now by another request (a duplicate delivery).
             xml = await self.store.wait_for_reply(state.sid, seq, timeout=STEP_BUDGET_SECONDS - 1)
             return self._twiml(xml or self._apology(state.language, operator=True))
@@ -166,7 +168,12 @@ class IvrWebhook:
         xml = self.renderer.render(reply.steps)
         state.last_reply = xml
         try:
-            await self.store.save(state)
+            if first:
+                if not await self.store.save_new(state):
+                    existing = await self.store.load(state.sid)
+                    return self._twiml(existing.last_reply if existing and existing.last_reply else xml)
+            else:
+                await self.store.save(state)
             if log_step:
                 await self.call_log.step(state.sid, reply.node, outcome=reply.outcome)
             elif reply.outcome:

@@ -78,6 +78,10 @@ class CallStateStore:
     async def save(self, state: CallState) -> None:
         await self._kv.set(self._key(state.sid), state.to_json(), ttl=STATE_TTL_SECONDS)
 
+    async def save_new(self, state: CallState) -> bool:
+        """Save the state of a call that has none yet; False when another request saved one first."""
+        return await self._kv.set_if_absent(self._key(state.sid), state.to_json(), ttl=STATE_TTL_SECONDS)
+
     async def claim(self, sid: str, seq: int) -> bool:
         """True for the one request that may process step `seq`; a concurrent duplicate gets False."""
         return await self._kv.set_if_absent(f"{self._prefix}{sid}:step:{seq}", "1", ttl=CLAIM_TTL_SECONDS)
