@@ -290,6 +290,8 @@ class CallFlow:
         if digits == "*":
             state.language = _other(state.language)
             return self._repeat(state, [])
+        if digits == "0":
+            return await self.operator(state, [])  # callers expect 0 to reach a person anywhere
         if not digits.isdigit() or not 3 <= len(digits) <= 20:
             return await self._miss(state, "ivr_invalid_choice")
         state.account_number = digits

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
@@ -607,13 +607,37 @@ async def test_without_a_token_only_loopback_is_served(demo_services):  # type: 
         assert gather is not None and urlsplit(gather.get("action", "")).path == "/ivr/twilio/gather"
 
 
-def test_urlencode_helper_is_used_consistently() -> None:
-    # Twilio signs the form parameters sorted by name; a query string in the URL is part of the signed URL.
-    validator = RequestValidator(TOKEN)
-    url = BASE + "/ivr/twilio/gather?" + urlencode({"s": 3})
-    params = {"Digits": "1", "CallSid": "CA1"}
-    assert validator.validate(url, params, validator.compute_signature(url, params))
-    assert not validator.validate(url.replace("s=3", "s=4"), params, validator.compute_signature(url, params))
+async def test_database_down_still_answers_with_the_operator(ivr):  # type: ignore[no-untyped-def]
+    from sqlalchemy.exc import OperationalError
+
+    svc, fakes, client = ivr
+
+    def broken_uow():  # type: ignore[no-untyped-def]
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("database is down"))
+
+    async def identify(*_a: Any, **_k: Any) -> Any:
+        broken_uow()
+
+    fakes.identify_by_phone = identify  # type: ignore[method-assign]
+    original = svc.ctx.uow
+    svc.ctx.uow = broken_uow
+    try:
+        app = web.Application()
+        setup(app, svc.ctx, svc.settings, use_cases=fakes.use_cases())
+        async with http_client(app) as other:
+            phone = Phone(other, KNOWN, "CA" + "0" * 31 + "4")
+            root = await phone.dial_in()
+            assert root.find("Dial/Number").text == svc.config.ivr.operator_phone  # type: ignore[union-attr]
+            assert "что-то пошло не так" in spoken(root)
+            # The status callback asks Twilio to retry later instead of losing the call's end.
+            await phone.post(BASE + "/ivr/twilio/status", {"CallStatus": "completed"}, expect=503)
+    finally:
+        svc.ctx.uow = original
 
 
-_ = timedelta
+async def test_zero_reaches_the_operator_even_before_identification(ivr):  # type: ignore[no-untyped-def]
+    svc, _fakes, client = ivr
+    phone = Phone(client, UNKNOWN, "CA" + "0" * 31 + "5")
+    await phone.dial_in()
+    root = await phone.press("0")
+    assert root.find("Dial/Number").text == svc.config.ivr.operator_phone  # type: ignore[union-attr]
