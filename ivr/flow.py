@@ -42,6 +42,7 @@ BILLING_TIMEOUT = 2.0  # the spec's limit for a balance look-up
 USE_CASE_TIMEOUT = 6.0  # anything else; a step must answer well inside Twilio's 15 s
 MAX_SPEECH_CHARS = 2000
 MAX_PIN_TRIES = 3
+MAX_DOCUMENTS = 20
 DOC_KINDS = {"1": "invoice", "2": "act", "3": "reconciliation", "4": "usage_report", "5": "contract"}
 DIALED_OK = {"completed", "answered"}
 # Failures a use case may signal on purpose or by being unreachable; all end in "offer the operator".
@@ -398,8 +399,9 @@ class CallFlow:
             if not found:
                 return self._served(state, [self.say(state, "ivr_doc_none")], node=node, outcome="documents_none")
             # Only what the client asked for, and only to a contact they registered (the use case checks).
-            via = await bounded(self.uc.send_documents(self.ctx, state.client, [d.id for d in found], via="auto"),
-                                USE_CASE_TIMEOUT)
+            # The newest ones when a period holds many: a phone menu cannot ask which of fifty were meant.
+            ids = [d.id for d in found][:MAX_DOCUMENTS]
+            via = await bounded(self.uc.send_documents(self.ctx, state.client, ids, via="auto"), USE_CASE_TIMEOUT)
         except InvalidRequest:
             return self._served(state, [self.say(state, "ivr_doc_no_contact")], node=node,
                                 outcome="documents_no_contact")

@@ -34,8 +34,11 @@ from ivr.usecases import UseCases
 log = logging.getLogger(__name__)
 
 PREFIX = "/ivr/twilio"
-# Twilio gives up on a webhook after 15 s; we answer in less, whatever the back ends do.
-STEP_BUDGET_SECONDS = 11.0
+# Twilio gives up on a webhook after 15 s; we answer in less, whatever the back ends do: the flow gets 8 s,
+# the operator fallback 3 s more, and the call log 3 s (a slow log loses a line, never the caller).
+STEP_BUDGET_SECONDS = 8.0
+FALLBACK_BUDGET_SECONDS = 3.0
+LOG_BUDGET_SECONDS = 3.0
 _SID = re.compile(r"^[A-Za-z0-9_-]{2,64}$")
 MAX_FIELD_CHARS = 5000
 
@@ -174,10 +177,9 @@ class IvrWebhook:
                     return self._twiml(existing.last_reply if existing and existing.last_reply else xml)
             else:
                 await self.store.save(state)
-            if log_step:
-                await self.call_log.step(state.sid, reply.node, outcome=reply.outcome)
-            elif reply.outcome:
-                await self.call_log.step(state.sid, None, outcome=reply.outcome)
+            if log_step or reply.outcome:
+                await asyncio.wait_for(self.call_log.step(state.sid, reply.node if log_step else None,
+                                                          outcome=reply.outcome), LOG_BUDGET_SECONDS)
         except Exception:
             # The caller still gets the answer; the log misses a line, which the log itself records.
             log.exception("IVR: could not record step %s of call %s", seq, state.sid)
@@ -186,7 +188,8 @@ class IvrWebhook:
     async def _fallback(self, state: CallState) -> Reply:
         try:
             return await asyncio.wait_for(
-                self.flow.operator(state, self.flow.apology_to_operator(state), node="error>operator"), 3.0)
+                self.flow.operator(state, self.flow.apology_to_operator(state), node="error>operator"),
+                FALLBACK_BUDGET_SECONDS)
         except Exception:
             log.exception("IVR: operator fallback failed for call %s", state.sid)
             return Reply([Say(self.ctx.t("ivr_bad_request", state.language), state.language), Hangup()],
