@@ -199,3 +199,34 @@ def test_inbound_fields_are_cleaned() -> None:
     assert inbound.digits == "12#" and inbound.speech == "нет связи"
     assert inbound.recording_duration is None and inbound.recording_url is None
     assert inbound.dial_status == "no-answer"
+
+
+# ---------------------------------------------------------------------- group commit of call starts
+
+
+async def test_group_commit_batches_concurrent_items_and_isolates_a_bad_one() -> None:
+    import asyncio
+
+    from sqlalchemy.exc import IntegrityError
+
+    from ivr.calllog import GroupCommit
+
+    batches: list[list[int]] = []
+    written: list[int] = []
+
+    async def write(items: list[int]) -> None:
+        batches.append(list(items))
+        await asyncio.sleep(0.01)
+        if 13 in items:  # a duplicate call: the database refuses the whole batch
+            raise IntegrityError("INSERT", {}, Exception("duplicate"))
+        if 1000 in items:
+            raise RuntimeError("database gone")
+        written.extend(items)
+
+    group = GroupCommit(write, max_batch=50)
+    await asyncio.gather(*(group.add(i) for i in range(120)))
+    assert sorted(written) == [i for i in range(120) if i != 13]
+    assert len(batches) < 120 // 2  # shared transactions, not one per item
+    assert all(len(b) <= 50 for b in batches)
+    with pytest.raises(RuntimeError):
+        await group.add(1000)
