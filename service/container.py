@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,6 +66,14 @@ class Services:
         await asyncio.wait_for(self.kv.ping(), timeout)
 
     async def close(self) -> None:
+        # Ports that hold connections (HTTP clients...) expose `async close()`.
+        for port in list(self.ctx.extras.values()):
+            closer = getattr(port, "close", None)
+            if closer is not None and inspect.iscoroutinefunction(closer):
+                try:
+                    await closer()
+                except Exception:
+                    log.exception("closing %s failed", type(port).__name__)
         await self.kv.close()
         await self.engine.dispose()
 

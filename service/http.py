@@ -71,6 +71,10 @@ async def ready(request: web.Request) -> web.Response:
         except Exception as exc:
             checks["redis"] = f"down: {type(exc).__name__}"
     down = [name for name, state in checks.items() if state != "ok"]
+    # Informational: without the model requests are served as "unsure", so it never makes us unready.
+    classifier = services.ctx.classifier
+    if classifier is not None and hasattr(classifier, "ready"):
+        checks["topic_model"] = "ok" if classifier.ready else "loading"
     body = {"status": "ok" if not down else "unavailable", "checks": checks, "down": down}
     return web.json_response(body, status=503 if down else 200)
 

@@ -19,6 +19,12 @@ def connect_ports(services: Services) -> None:
 
     services.ctx.extras["knowledge"] = KnowledgeBase(services.ctx)
     services.ctx.classifier = LazyTopicClassifier(services.settings.data_dir / "models")
+    if services.settings.rasa_url:
+        from storage.rasa_nlu import RasaNluClassifier
+
+        config = services.config
+        services.ctx.extras["remote_nlu"] = RasaNluClassifier(
+            services.settings.rasa_url, config.topics, oos_label=config.out_of_scope_topic)
     from service import selfservice
 
     selfservice.connect(services)
@@ -41,9 +47,13 @@ def _connect_sender(services: Services) -> None:
 async def mount_adapters(app: web.Application, services: Services) -> list[str]:
     """Mount every channel adapter; returns one line per adapter for the start-up banner."""
     lines: list[str] = []
-    from bot.webhook import setup as setup_telegram
+    if services.settings.bot_token is None:
+        # aiogram takes seconds to import; without a token there is nothing to mount, so do not pay for it.
+        lines.append("  telegram off (BOT_TOKEN not set)")
+    else:
+        from bot.webhook import setup as setup_telegram
 
-    lines += setup_telegram(app, services.ctx, services.settings)
+        lines += setup_telegram(app, services.ctx, services.settings)
     from ivr.routes import setup as setup_ivr
 
     lines += setup_ivr(app, services.ctx, services.settings)
