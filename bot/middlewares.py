@@ -6,6 +6,7 @@ here (database down) still reaches the central error handler in bot/errors.py.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -60,16 +61,19 @@ class IdentityMiddleware(BaseMiddleware):
         self.ctx = ctx
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        from handlers.staff import identify_staff
-
         from handlers.identification import identify_by_telegram
+        from handlers.staff import identify_staff
 
         user: User | None = data.get("event_from_user")
         chat: Chat | None = data.get("event_chat")
         if user is None or user.is_bot:
             return None  # channel posts, other bots: nothing for us to do
-        staff = await identify_staff(self.ctx, user.id)
-        client = None if staff is not None else await identify_by_telegram(self.ctx, user.id)
+        # Both look-ups at once (separate transactions; on PostgreSQL they overlap). A staff member who is
+        # also a customer gets the staff experience.
+        staff, client = await asyncio.gather(identify_staff(self.ctx, user.id),
+                                             identify_by_telegram(self.ctx, user.id))
+        if staff is not None:
+            client = None
         if chat is not None and chat.type != "private" and staff is None:
             return None  # in department group chats only staff act; clients talk to the bot privately
         data["staff"], data["client"] = staff, client

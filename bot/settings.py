@@ -167,8 +167,14 @@ async def on_days(message: Message, ctx: AppContext, lang: str, state: FSMContex
     await message.answer(text, reply_markup=markup)
 
 
+async def _prospect_phone(ctx: AppContext, user_id: int | None) -> str | None:
+    """A person whose shared phone matched no customer: the phone is all we keep (for their requests)."""
+    return await ctx.kv.kv.get(f"tg:prospect:{user_id}") if user_id is not None else None
+
+
 async def on_forget_command(message: Message, ctx: AppContext, lang: str, client: ClientProfile | None = None) -> None:
-    if client is None:
+    user_id = message.chat.id if message.chat.type == "private" else None
+    if client is None and await _prospect_phone(ctx, user_id) is None:
         await message.answer(ctx.t("bot_forget_nothing", lang))
         return
     await message.answer(ctx.t("bot_forget_confirm", lang), reply_markup=kb.inline([[
@@ -191,13 +197,15 @@ async def on_forget_button(query: CallbackQuery, ctx: AppContext, lang: str, sta
     if callback.value != "yes":
         await query.message.answer(ctx.t("bot_forget_kept", lang))
         return
-    if client is None:  # the identity comes from the server, not from the button
+    prospect = await _prospect_phone(ctx, query.from_user.id)
+    if client is None and prospect is None:  # the identity comes from the server, not from the button
         await query.message.answer(ctx.t("bot_forget_nothing", lang))
         return
-    await forget_client(ctx, client.customer_id)
+    if client is not None:
+        await forget_client(ctx, client.customer_id)
+        log.info("customer %s withdrew consent and was anonymised", client.customer_id)
     await state.clear()
     await ctx.kv.kv.delete(f"tg:prospect:{query.from_user.id}")
-    log.info("customer %s withdrew consent and was anonymised", client.customer_id)
     await query.message.answer(ctx.t("bot_forget_done", lang), reply_markup=kb.remove())
 
 

@@ -60,6 +60,18 @@ async def test_language_notifications_and_forget(demo_services, fake_bot_api):
         assert t("bot_identify_first", "en") in texts
 
 
+async def test_prospect_can_forget_the_shared_phone(services, fake_bot_api):
+    t = services.ctx.t
+    async with bot_app(services, fake_bot_api) as env:
+        assert await env.texts(u.command(CLIENT, "/forget")) == [t("bot_forget_nothing", "ru")]
+        await env.send(u.contact(CLIENT, "+79990001122"))  # no such customer: a prospect
+        assert await services.ctx.kv.kv.get(f"tg:prospect:{CLIENT}") == "+79990001122"
+        sent = await env.send(u.command(CLIENT, "/forget"))
+        assert "c:forget:yes" in buttons(sent[0])
+        assert await env.texts(u.callback(CLIENT, "c:forget:yes")) == [t("bot_forget_done", "ru")]
+        assert await services.ctx.kv.kv.get(f"tg:prospect:{CLIENT}") is None
+
+
 async def test_unidentified_user_is_asked_to_identify_for_personal_data(services, fake_bot_api):
     t = services.ctx.t
     async with bot_app(services, fake_bot_api) as env:
