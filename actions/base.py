@@ -32,7 +32,7 @@ _SLOT_TEXT_LIMIT = 200
 
 def slot_text(value: Any) -> str | None:
     """A slot value as stripped text, or None (Rasa slots may hold numbers, lists or nothing)."""
-    if value is None or isinstance(value, bool):
+    if value is None or isinstance(value, bool | dict):
         return None
     if isinstance(value, list):
         value = value[0] if value else None

@@ -170,7 +170,7 @@ async def resolve_client(turn: Turn) -> Identity:
     if pin is not None:
         turn.events.append(SlotSet("pin", None))
         identity = await _check_pin(turn, "".join(pin.split()))
-        turn.events.extend(_identity_slots(identity.client))
+        turn.events.extend(identity_slots(turn, identity.client))
         return identity
     client = await _from_session(turn)
     if client is not None:
@@ -178,16 +178,22 @@ async def resolve_client(turn: Turn) -> Identity:
     client, how = await _from_sender(turn)
     if client is not None:
         # Not remembered: the channel vouches anew on every turn, and an unlinked chat stops at once.
-        turn.events.extend(_identity_slots(client))
+        turn.events.extend(identity_slots(turn, client))
         return Identity(client, how)
     return Identity(None, None)
 
 
-def _identity_slots(client: ClientProfile | None) -> list[dict]:
-    """Slots a Rasa story can branch on; informational only, never trusted back by us."""
-    if client is None:
-        return [SlotSet("customer_identified", False)]
-    return [SlotSet("customer_identified", True), SlotSet("customer_name", client.name)]
+def identity_slots(turn: Turn, client: ClientProfile | None) -> list[dict]:
+    """Slots a Rasa story can branch on, set only when they change; informational, never trusted back."""
+    wanted: dict[str, object] = {"customer_identified": client is not None}
+    if client is not None:
+        wanted["customer_name"] = client.name
+    pending = {e.get("name"): e.get("value") for e in turn.events if e.get("event") == "slot"}
+    return [
+        SlotSet(name, value)
+        for name, value in wanted.items()
+        if (pending[name] if name in pending else turn.raw_slot(name)) != value
+    ]
 
 
 def explain_failure(identity: Identity, reply: Reply) -> None:
@@ -207,6 +213,5 @@ async def require_client(turn: Turn, reply: Reply) -> ClientProfile | None:
     identity = await resolve_client(turn)
     if identity.client is None:
         explain_failure(identity, reply)
-        if not any(e.get("name") == "customer_identified" for e in turn.events):
-            turn.events.append(SlotSet("customer_identified", False))
+        turn.events.extend(identity_slots(turn, None))
     return identity.client

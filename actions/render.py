@@ -10,6 +10,7 @@ from handlers.context import AppContext
 from handlers.dto import BalanceInfo, DocumentInfo, TicketSummary
 
 _CURRENCY_SIGNS = {"RUB": "₽", "USD": "$", "EUR": "€"}
+_LEADING_SIGN = frozenset({"USD", "EUR", "GBP"})
 _MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -21,7 +22,8 @@ def money(amount: Decimal, currency: str, lang: str) -> str:
     if lang == "ru":
         grouped = grouped.replace(",", "\u00a0").replace(".", ",")
         return f"{minus}{grouped}\u00a0{sign}"
-    return f"{minus}{sign}{grouped}" if len(sign) == 1 else f"{minus}{grouped} {sign}"
+    # English: "$12.50" for currencies written with a leading sign, "12,000.00 RUB" otherwise.
+    return f"{minus}{sign}{grouped}" if currency in _LEADING_SIGN else f"{minus}{grouped} {currency}"
 
 
 def day(value: date, lang: str) -> str:

@@ -252,7 +252,7 @@ async def test_documents_missing_kind_or_period_are_asked_for(rasa):
     assert len(body["responses"][0]["buttons"]) == 5
     body = await rasa.voice("action_list_documents", "нужен счёт", intent="documents")
     assert texts(body) == [t(rasa, "rasa_documents_ask_period")]
-    assert slot_events(body) == {"document_kind": "invoice"}
+    assert slot_events(body)["document_kind"] == "invoice" and "document_ids" not in slot_events(body)
 
 
 async def test_documents_unknown_customer(rasa):
@@ -570,3 +570,11 @@ async def test_a_new_rasa_session_or_restart_ends_the_identification(rasa):
     restart = {"event": "restart", "timestamp": time.time() + 1}
     body = await rasa.call("action_check_balance", "баланс", sender_id="s", history=[restart])
     assert texts(body) == [t(rasa, "rasa_need_identification")]
+
+
+async def test_identity_slots_are_set_only_when_they_change(rasa):
+    body = await rasa.voice("action_check_balance", "баланс")
+    assert slot_events(body)["customer_identified"] is True
+    known = {"customer_identified": True, "customer_name": "Иванов Иван Иванович"}
+    body = await rasa.voice("action_check_balance", "баланс", slots=known)
+    assert "customer_identified" not in slot_events(body) and "customer_name" not in slot_events(body)
