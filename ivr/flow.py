@@ -614,12 +614,20 @@ def _short_name(client: ClientProfile) -> str:
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+_CYRILLIC = re.compile(r"[а-яё]")
 
 
 def _mentions(speech: str, words_csv: str) -> bool:
     spoken = " ".join(_WORD.findall(speech.lower()))
     for phrase in (w.strip().lower() for w in words_csv.split(",")):
-        if phrase and re.search(r"\b" + re.escape(phrase[: max(4, len(phrase) - 2)]), spoken):
+        if not phrase:
+            continue
+        if _CYRILLIC.search(phrase):
+            # Russian words change their endings ("оператором", "менеджеру"): match the stem.
+            pattern = r"\b" + re.escape(phrase[: max(5, len(phrase) - 2)])
+        else:
+            pattern = r"\b" + re.escape(phrase) + r"\b"
+        if re.search(pattern, spoken):
             return True
     return False
 

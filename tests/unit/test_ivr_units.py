@@ -230,3 +230,16 @@ async def test_group_commit_batches_concurrent_items_and_isolates_a_bad_one() ->
     assert all(len(b) <= 50 for b in batches)
     with pytest.raises(RuntimeError):
         await group.add(1000)
+
+
+def test_transfer_words_match_russian_endings_but_not_english_lookalikes() -> None:
+    from ivr.flow import _mentions
+
+    ru = "оператор, человек, сотрудник, специалист, менеджер, соедините"
+    en = "operator, real person, human, agent, representative, manager"
+    assert _mentions("Соедините меня с оператором!", ru)
+    assert _mentions("хочу поговорить с менеджером", ru)
+    assert not _mentions("не работает интернет", ru)
+    assert _mentions("I want a real person please", en) and _mentions("Operator.", en)
+    assert not _mentions("my personal account balance", en)
+    assert not _mentions("the agents of change", en)
