@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -104,10 +105,15 @@ def train(
         trainable = ~is_oos | (oos_label in class_names)
 
         fit_rows, held_rows = _holdout_split(labels, settings.holdout_fraction, settings.seed)
-        calibration = _calibrate(x, labels, oos_label, trainable, fit_rows, held_rows, knn_all, class_names,
-                                 settings)
-        lap("calibrate")
-        svm = _fit_svm(x, labels, trainable, np.arange(len(labels)), class_names, settings.svm_c)
+        # The final fit and the calibration fit are independent; liblinear releases the
+        # GIL, so on a multi-core machine the final fit runs in a thread meanwhile.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            final_fit = pool.submit(_fit_svm, x, labels, trainable, np.arange(len(labels)), class_names,
+                                    settings.svm_c)
+            calibration = _calibrate(x, labels, oos_label, trainable, fit_rows, held_rows, knn_all, class_names,
+                                     settings)
+            lap("calibrate")
+            svm = final_fit.result()
         lap("fit")
         members = _class_members(labels, np.flatnonzero(trainable), class_names) if knn_all is not None else None
 
