@@ -67,9 +67,16 @@ def setup(
 
         actions = build_actions(ctx)
     executor = ActionExecutor()
-    for action in actions:
-        # Instances, not classes: each action holds the AppContext it was built with.
-        executor.register_action(action)
+    registry_log = logging.getLogger("rasa_sdk.executor")
+    level = registry_log.level
+    # rasa-sdk logs one INFO line per registered action; the banner line below says it once.
+    registry_log.setLevel(max(level, logging.WARNING))
+    try:
+        for action in actions:
+            # Instances, not classes: each action holds the AppContext it was built with.
+            executor.register_action(action)
+    finally:
+        registry_log.setLevel(level)
     app[ACTION_EXECUTOR] = executor
     token = settings.rasa_actions_token.get_secret_value() if settings.rasa_actions_token else None
     webhook = _Webhook(executor, token)

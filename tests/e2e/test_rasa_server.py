@@ -241,3 +241,16 @@ async def test_token_required_when_configured(services):
         assert ok.status == 200
         ok = await client.get("/actions", headers={"Authorization": "Bearer s3cret-token"})
         assert ok.status == 200
+
+
+async def test_numeric_sender_id_and_missing_tracker_sender_are_accepted(services):
+    call = action_call("action_probe_echo", "hi", sender_id="7", message_id="m")
+    call["tracker"]["sender_id"] = 7
+    async with await _client(services) as client:
+        resp = await client.post("/webhook", json=call)
+        assert resp.status == 200
+        assert slot_events(await resp.json()) == {"probe": "rasa:7:m"}
+        del call["tracker"]["sender_id"]
+        call["sender_id"] = "from-top-level"
+        resp = await client.post("/webhook", json=call)
+        assert slot_events(await resp.json()) == {"probe": "rasa:from-top-level:m"}
