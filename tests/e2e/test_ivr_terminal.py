@@ -55,16 +55,19 @@ def test_against_a_running_server_with_signatures(tmp_path: Path) -> None:
     port = free_port()
     env = _env(tmp_path, HTTP_PORT=str(port), HTTP_HOST="127.0.0.1", TWILIO_AUTH_TOKEN="e2e-token",
                PUBLIC_BASE_URL="https://public.example")
+    # Output to a file: an unread pipe would block a chatty server once its buffer fills.
+    server_log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "serve", "--no-workers"], env=env,
-                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              cwd=tmp_path, stdout=server_log, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded CI machine needs its time (model loading, seeding)
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
                     break
             except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "server did not start"
+                assert server.poll() is None, "server exited early"
+                assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.3)
         done = _call(["--from", "+79161234567", "--url", f"http://127.0.0.1:{port}"], "1\n", env, tmp_path)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -75,3 +78,4 @@ def test_against_a_running_server_with_signatures(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(30)
+        server_log.close()
