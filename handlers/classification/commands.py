@@ -52,15 +52,20 @@ def evaluate_command(train_file: str, test_file: str, oos_label: str | None = No
     try:
         train_examples = load_examples(train_file)
         test_examples = load_examples(test_file)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         model = train(train_examples, oos_label=oos_label or DEFAULT_OOS_LABEL)
         train_seconds = time.perf_counter() - started
+        train_cpu_seconds = time.process_time() - cpu_started
     except DataFormatError as exc:
         return _fail(str(exc))
     except ValueError as exc:
         return _fail(f"cannot train: {exc}")
     report = evaluate(model, test_examples, oos_label=oos_label)
     print(format_report(report))
+    print(f"training: {train_seconds:.1f} s wall, {train_cpu_seconds:.1f} s CPU (all threads); "
+          f"phases {model.params.info.get('timings')}; calibration: "
+          f"threshold {model.params.info.get('calibration', {}).get('threshold')}, "
+          f"kNN weight {model.params.info.get('calibration', {}).get('knn_weight')}")
     metrics = report.metrics()
     metrics.update({"n_train": len(train_examples), "n_test": len(test_examples),
                     "train_seconds": round(train_seconds, 2)})

@@ -19,7 +19,14 @@ import numpy as np
 from sklearn.svm import LinearSVC
 
 from .embeddings import SentenceEncoder, load_default_encoder
-from .engine import DEFAULT_OOS_LABEL, LinearTopicModel, ModelParams, knn_class_scores, softmax
+from .engine import (
+    DEFAULT_OOS_LABEL,
+    LinearTopicModel,
+    ModelParams,
+    embedding_input,
+    knn_class_scores,
+    softmax,
+)
 from .features import EmbeddingProjection, FeatureSettings, NgramBlock, build_matrix
 from .nlu_data import Example
 from .normalize import prepare
@@ -88,8 +95,6 @@ def train(
         vectors = None
         projection = None
         if encoder is not None:
-            from .engine import embedding_input
-
             vectors = encoder.encode([embedding_input(t) for t in texts])
             projection = EmbeddingProjection.fit(vectors, fs.embedding_dims, fs.embedding_weight)
         lap("embed")
@@ -150,7 +155,7 @@ def _fit_svm(x, labels, trainable, rows, class_names, c) -> LinearSVC:
     rows = rows[trainable[rows]]
     y = labels[rows].astype(str)
     present = sorted(set(y))
-    svm = LinearSVC(C=c, dual=True, max_iter=2000).fit(x[rows], y)
+    svm = LinearSVC(C=c, dual=True, max_iter=2000, random_state=0).fit(x[rows], y)
     if present != sorted(class_names) or len(present) == 2:
         return _expand_svm(svm, class_names, x.shape[1])
     order = [list(svm.classes_).index(name) for name in class_names]
