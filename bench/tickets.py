@@ -110,9 +110,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             # Warm-up (connections, statement caches), then the measured run.
             await asyncio.gather(*(client_task(time.perf_counter() + 1.0, False) for _ in range(args.concurrency)))
-            started, cpu_started = time.perf_counter(), time.process_time()
+            import os
+
+            started, cpu_started, times_started = time.perf_counter(), time.process_time(), os.times()
             await asyncio.gather(*(client_task(started + args.seconds, True) for _ in range(args.concurrency)))
             elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+            user_cpu = os.times().user - times_started.user
             async with services.uow() as uow:
                 counts = {model.__tablename__: int(await uow.session.scalar(select(func.count()).select_from(model)))
                           for model in (Ticket, Interaction, TicketEvent, Notification)}
@@ -124,6 +127,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "p50_ms": round(statistics.median(latencies) * 1000, 2),
                 "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
                 "python_cpu_ms_per_ticket": round(cpu / max(done, 1) * 1000, 3),
+                "python_user_cpu_ms_per_ticket": round(user_cpu / max(done, 1) * 1000, 3),
                 "concurrency": args.concurrency, "rows": counts, "redis": bool(args.redis_url),
             }
         finally:

@@ -27,7 +27,7 @@ from handlers.dto import (
     KnowledgeAnswer,
     TopicChoice,
 )
-from handlers.tickets.common import departments, summarize
+from handlers.tickets.common import database_errors_as_unavailable, departments, summarize
 from handlers.tickets.lifecycle import _record_client_message
 from handlers.tickets.open import NewTicket, create_ticket, new_interaction
 from handlers.tickets.queries import summaries
@@ -48,6 +48,7 @@ class _Verdict:
     choices: tuple[TopicChoice, ...]
 
 
+@database_errors_as_unavailable
 async def handle_inbound(
     ctx: AppContext,
     *,
@@ -62,10 +63,8 @@ async def handle_inbound(
 ) -> IntakeResult:
     language = language if language in LANGUAGES else (client.language if client else ctx.config.default_language)
     text = text or ""
-    if message_key:
-        earlier = await _earlier(ctx, message_key)
-        if earlier is not None:
-            return earlier
+    # A redelivery is recognised inside the transaction that would record it (one query, no extra
+    # transaction), and the unique message key catches the concurrent case.
     verdict = await _classify(ctx, text, language, forced_topic)
     request = NewTicket(channel=channel, text=text, language=language, client=client, topic=verdict.topic or "",
                         message_key=message_key, urgent=verdict.urgent, confidence=verdict.confidence,
@@ -184,6 +183,8 @@ async def _knowledge(ctx: AppContext, text: str, language: str, topic: str) -> K
 async def _record(ctx: AppContext, request: NewTicket, outcome: str, verdict: _Verdict, **fields: Any) -> IntakeResult:
     now = ctx.clock()
     async with ctx.uow() as uow:
+        if (earlier := await _earlier_in(ctx, uow, request.message_key)) is not None:
+            return earlier
         interaction = new_interaction(request, now, outcome, topic=verdict.topic)
         interaction.topic = verdict.topic
         uow.interactions.add(interaction)
@@ -197,6 +198,8 @@ async def _ticket(ctx: AppContext, request: NewTicket, verdict: _Verdict) -> Int
     client = request.client
     now = ctx.clock()
     async with ctx.uow() as uow:
+        if (earlier := await _earlier_in(ctx, uow, request.message_key)) is not None:
+            return earlier
         if client is not None:
             since = now - ctx.config.tickets.follow_up_window
             follow_up = await uow.tickets.open_follow_up(client.customer_id, request.topic, since)
@@ -216,6 +219,8 @@ async def _append_to_active(ctx: AppContext, request: NewTicket, verdict: _Verdi
     assert request.client is not None
     now = ctx.clock()
     async with ctx.uow() as uow:
+        if (earlier := await _earlier_in(ctx, uow, request.message_key)) is not None:
+            return earlier
         active = await uow.tickets.latest_active(request.client.customer_id)
         if active is not None:
             return await _append(ctx, uow, request, verdict, active.id, now)
@@ -240,10 +245,17 @@ async def _append(ctx: AppContext, uow: Any, request: NewTicket, verdict: _Verdi
 
 async def _earlier(ctx: AppContext, message_key: str) -> IntakeResult | None:
     async with ctx.uow() as uow:
-        interaction = await uow.interactions.by_external_id(message_key)
-        if interaction is None:
-            return None
-        ticket = (await summaries(ctx, uow, [interaction.ticket_id]))[0] if interaction.ticket_id else None
-        return IntakeResult(outcome="duplicate", interaction_id=interaction.id, topic=interaction.topic,
-                            confidence=interaction.confidence, ticket=ticket,
-                            extra={"original_outcome": interaction.outcome or ""})
+        return await _earlier_in(ctx, uow, message_key)
+
+
+async def _earlier_in(ctx: AppContext, uow: Any, message_key: str | None) -> IntakeResult | None:
+    """What the first delivery of this message did, or None when this is the first."""
+    if not message_key:
+        return None
+    interaction = await uow.interactions.by_external_id(message_key)
+    if interaction is None:
+        return None
+    ticket = (await summaries(ctx, uow, [interaction.ticket_id]))[0] if interaction.ticket_id else None
+    return IntakeResult(outcome="duplicate", interaction_id=interaction.id, topic=interaction.topic,
+                        confidence=interaction.confidence, ticket=ticket,
+                        extra={"original_outcome": interaction.outcome or ""})

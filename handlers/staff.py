@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from handlers.context import AppContext
 from handlers.dto import Actor, InvalidRequest, PermissionDenied, StaffProfile
+from handlers.tickets.common import database_errors_as_unavailable
 from storage.models import Staff
 
 
@@ -13,6 +14,7 @@ def staff_profile(staff: Staff) -> StaffProfile:
                         telegram_id=staff.telegram_id)
 
 
+@database_errors_as_unavailable
 async def identify_staff(ctx: AppContext, telegram_id: int) -> StaffProfile | None:
     """The active staff member with this Telegram id, or None (then the person is treated as a client)."""
     async with ctx.uow() as uow:
@@ -20,6 +22,7 @@ async def identify_staff(ctx: AppContext, telegram_id: int) -> StaffProfile | No
         return staff_profile(staff) if staff is not None else None
 
 
+@database_errors_as_unavailable
 async def set_on_duty(ctx: AppContext, actor: Actor, on: bool, *, staff_id: int | None = None) -> StaffProfile:
     """Go on or off duty (routing gives new tickets only to staff on duty).
 

@@ -129,3 +129,24 @@ def local_time(ctx: AppContext, at: datetime | None, department_code: str | None
     if zone is None:
         zone = next(iter(ctx.config.calendars.values())).zone
     return at.astimezone(zone).strftime("%d.%m %H:%M")
+
+
+def database_errors_as_unavailable(func):  # type: ignore[no-untyped-def]
+    """A use case whose database is down raises ServiceUnavailable (adapters offer the operator), never a
+    driver error; integrity errors are left to the use case (they mean "someone else did it first")."""
+    import functools
+
+    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+    from handlers.dto import ServiceUnavailable
+
+    @functools.wraps(func)
+    async def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return await func(*args, **kwargs)
+        except IntegrityError:
+            raise
+        except (SQLAlchemyError, OSError, ConnectionError, TimeoutError) as exc:
+            raise ServiceUnavailable(f"database: {type(exc).__name__}") from exc
+
+    return wrapper

@@ -9,7 +9,7 @@ from __future__ import annotations
 from handlers.callbacks import CLIENT, Callback, decode
 from handlers.context import AppContext
 from handlers.dto import ClientProfile, InvalidRequest, NotFound, TicketSummary
-from handlers.tickets.common import departments
+from handlers.tickets.common import database_errors_as_unavailable, departments
 from handlers.tickets.notify import alert_department
 
 RATE_ACTION = "rate"
@@ -38,6 +38,7 @@ def parse_rating(data: str | None) -> tuple[int, int] | None:
     return (int(ticket_part), score) if score in SCORES else None
 
 
+@database_errors_as_unavailable
 async def rate_ticket(ctx: AppContext, client: ClientProfile, ticket_id: int, score: int,
                       comment: str | None = None) -> TicketSummary:
     """Store the client's rating of their resolved (or closed) ticket; rating again replaces it.

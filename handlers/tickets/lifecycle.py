@@ -9,7 +9,13 @@ from sqlalchemy.exc import IntegrityError
 
 from handlers.context import AppContext
 from handlers.dto import Attachment, ClientProfile, InvalidRequest, NotFound, TicketSummary
-from handlers.tickets.common import INTERACTION_TEXT_LIMIT, TICKET_TEXT_LIMIT, Departments, departments
+from handlers.tickets.common import (
+    INTERACTION_TEXT_LIMIT,
+    TICKET_TEXT_LIMIT,
+    Departments,
+    database_errors_as_unavailable,
+    departments,
+)
 from handlers.tickets.notify import alert_department, alert_staff
 from handlers.tickets.sla import extend_after_pause
 from storage.models import Interaction, Ticket
@@ -30,6 +36,7 @@ def working_status(ticket: Ticket) -> str:
     return "in_progress" if ticket.assignee_id is not None else "new"
 
 
+@database_errors_as_unavailable
 async def add_client_message(ctx: AppContext, client: ClientProfile, ticket_id: int, text: str, *,
                              message_key: str | None = None, attachments: Sequence[Attachment] = (),
                              channel: str = "telegram") -> TicketSummary:

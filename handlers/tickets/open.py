@@ -3,6 +3,7 @@ one transaction."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,15 +17,17 @@ from handlers.tickets.common import (
     INTERACTION_TEXT_LIMIT,
     TICKET_TEXT_LIMIT,
     Departments,
+    database_errors_as_unavailable,
     departments,
     make_subject,
     summarize,
     ticket_priority,
 )
-from handlers.tickets.notify import alert_department, alert_staff
-from handlers.tickets.routing import route_ticket
+from handlers.tickets.notify import alert_department, alert_staff, department_staff_fallback
+from handlers.tickets.routing import Route, route_ticket
 from handlers.tickets.sla import sla_deadlines
 from storage.models import Interaction, Ticket
+from storage.repositories.tickets import insert_opened_postgres
 from storage.uow import UnitOfWork
 
 
@@ -67,22 +70,36 @@ async def create_ticket(ctx: AppContext, uow: UnitOfWork, request: NewTicket, no
     title = config.topics[request.topic].title.get(language)
     contact = normalize_phone(request.contact_phone) if request.contact_phone else None
     year = now.astimezone(config.calendar_of(route.department_code).zone).year
+    subject = (request.subject or make_subject(text, title))[:300]
+    opened_payload = {
+        "channel": request.channel, "topic": request.topic, "priority": priority, "route": route.reason,
+        "assignee_id": route.assignee_id, "confidence": request.confidence, "urgent": request.urgent,
+    }
+    group_chat = config.department(route.department_code).telegram_chat_id
+    if uow.tickets.dialect == "postgresql" and not request.attachments:
+        if route.assignee_id is not None:
+            recipients: list[tuple[str, int | None, int | None]] = [("staff", route.assignee_id, None)]
+        elif group_chat:
+            recipients = [("group", None, group_chat)]
+        else:
+            recipients = [("staff", staff_id, None) for staff_id in
+                          await department_staff_fallback(uow, depts.id(route.department_code))]
+        ticket = await _insert_postgres(uow, request, route, depts, now, year, priority, language, subject, text,
+                                        contact, first_due, resolution_due, opened_payload, recipients, interaction)
+        return ticket, route.assignee_name, depts
     number = await uow.tickets.next_number(year)
     ticket = Ticket(
         number=f"{year}-{number:06d}", customer_id=client.customer_id if client else None,
         channel=request.channel, source_key=request.message_key, topic=request.topic,
         department_id=depts.id(route.department_code), assignee_id=route.assignee_id, priority=priority,
-        status="new", language=language, subject=(request.subject or make_subject(text, title))[:300], text=text,
+        status="new", language=language, subject=subject, text=text,
         confidence=request.confidence, contact_phone=contact, created_at=now, updated_at=now,
         first_response_due=first_due, resolution_due=resolution_due,
         last_client_message_at=now,
     )
     uow.tickets.add(ticket)
     await uow.session.flush()
-    uow.tickets.add_event(ticket.id, "opened", "client" if client else "system", at=now, payload={
-        "channel": request.channel, "topic": request.topic, "priority": priority, "route": route.reason,
-        "assignee_id": route.assignee_id, "confidence": request.confidence, "urgent": request.urgent,
-    })
+    uow.tickets.add_event(ticket.id, "opened", "client" if client else "system", at=now, payload=opened_payload)
     if route.assignee_id is not None:
         uow.tickets.add_event(ticket.id, "assigned", "system", at=now,
                               payload={"assignee_id": route.assignee_id, "reason": route.reason})
@@ -97,6 +114,44 @@ async def create_ticket(ctx: AppContext, uow: UnitOfWork, request: NewTicket, no
     return ticket, route.assignee_name, depts
 
 
+async def _insert_postgres(uow: UnitOfWork, request: NewTicket, route: Route, depts: Departments, now: datetime,
+                           year: int, priority: str, language: str, subject: str, text: str, contact: str | None,
+                           first_due: datetime, resolution_due: datetime, opened_payload: dict[str, object],
+                           recipients: list[tuple[str, int | None, int | None]],
+                           interaction: Interaction | None) -> Ticket:
+    """The same rows as the portable path, written by one statement (see `insert_opened_postgres`)."""
+    client = request.client
+    department_id = depts.id(route.department_code)
+    alert = {"render": "ticket_alert", "event": "opened"}
+    params = {
+        "year": year, "customer_id": client.customer_id if client else None, "channel": request.channel,
+        "source_key": request.message_key, "topic": request.topic, "department_id": department_id,
+        "assignee_id": route.assignee_id, "priority": priority, "language": language, "subject": subject,
+        "text": text, "confidence": request.confidence, "contact_phone": contact, "now": now,
+        "first_due": first_due, "resolution_due": resolution_due,
+        "opened_author": "client" if client else "system", "opened_payload": json.dumps(opened_payload),
+        "assigned_payload": json.dumps({"assignee_id": route.assignee_id, "reason": route.reason})
+        if route.assignee_id is not None else None,
+        "alert_kinds": [r[0] for r in recipients], "alert_staff_ids": [r[1] for r in recipients],
+        "alert_chat_ids": [r[2] for r in recipients],
+        "alert_payload": json.dumps(alert), "with_interaction": interaction is not None,
+        "sender": interaction.sender if interaction is not None else None,
+        "external_id": interaction.external_id if interaction is not None else None,
+        "interaction_text": interaction.text if interaction is not None else "",
+        "outcome": interaction.outcome if interaction is not None else None,
+    }
+    ticket_id, number, interaction_id = await insert_opened_postgres(uow.session, params)
+    if interaction is not None:
+        interaction.id, interaction.ticket_id = interaction_id, ticket_id
+    # A detached copy of what was written, for the summary the caller returns.
+    return Ticket(id=ticket_id, number=number, customer_id=params["customer_id"], channel=request.channel,
+                  source_key=request.message_key, topic=request.topic, department_id=department_id,
+                  assignee_id=route.assignee_id, priority=priority, status="new", language=language,
+                  subject=subject, text=text, confidence=request.confidence, contact_phone=contact, created_at=now,
+                  updated_at=now, first_response_due=first_due, resolution_due=resolution_due,
+                  last_client_message_at=now)
+
+
 def new_interaction(request: NewTicket, now: datetime, outcome: str, *, topic: str | None = None) -> Interaction:
     client = request.client
     return Interaction(
@@ -107,6 +162,7 @@ def new_interaction(request: NewTicket, now: datetime, outcome: str, *, topic: s
     )
 
 
+@database_errors_as_unavailable
 async def open_ticket(
     ctx: AppContext,
     *,
@@ -168,6 +224,7 @@ async def _by_source_key(ctx: AppContext, message_key: str) -> TicketSummary | N
         return (await summaries(ctx, uow, [ticket.id]))[0]
 
 
+@database_errors_as_unavailable
 async def open_callback_request(ctx: AppContext, client: ClientProfile | None, phone: str | None, language: str,
                                 channel: str = "ivr", message_key: str | None = None) -> TicketSummary:
     """"Call me back": a `human` ticket for the personal manager when there is one, else the department."""

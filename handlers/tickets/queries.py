@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from handlers.context import AppContext
 from handlers.dto import Actor, ClientProfile, NotFound, PermissionDenied, TicketEventView, TicketSummary
-from handlers.tickets.common import departments, summarize_loaded
+from handlers.tickets.common import database_errors_as_unavailable, departments, summarize_loaded
 from handlers.tickets.permissions import acting_staff, can_view
 from storage.models import Ticket
 from storage.uow import UnitOfWork
@@ -38,6 +38,7 @@ async def find_ticket(uow: UnitOfWork, ticket_ref: int | str) -> Ticket | None:
     return await uow.tickets.by_number(f"{match.group(1)}-{int(match.group(2)):06d}")
 
 
+@database_errors_as_unavailable
 async def list_client_tickets(ctx: AppContext, client: ClientProfile, *, limit: int = 10) -> list[TicketSummary]:
     """The client's open tickets first, then the most recent others."""
     async with ctx.uow() as uow:
@@ -45,6 +46,7 @@ async def list_client_tickets(ctx: AppContext, client: ClientProfile, *, limit: 
         return await summaries(ctx, uow, [t.id for t in tickets])
 
 
+@database_errors_as_unavailable
 async def get_client_ticket(ctx: AppContext, client: ClientProfile, ticket_ref: int | str) -> TicketSummary:
     """One of the client's tickets; NotFound for anyone else's (the client may not learn it exists)."""
     async with ctx.uow() as uow:
@@ -54,6 +56,7 @@ async def get_client_ticket(ctx: AppContext, client: ClientProfile, ticket_ref: 
         return (await summaries(ctx, uow, [ticket.id]))[0]
 
 
+@database_errors_as_unavailable
 async def client_open_ticket(ctx: AppContext, client: ClientProfile) -> TicketSummary | None:
     """The client's current conversation: the most recently active open (or just resolved) ticket."""
     async with ctx.uow() as uow:
@@ -63,6 +66,7 @@ async def client_open_ticket(ctx: AppContext, client: ClientProfile) -> TicketSu
         return (await summaries(ctx, uow, [ticket.id]))[0]
 
 
+@database_errors_as_unavailable
 async def ticket_history(ctx: AppContext, actor: Actor, ticket_id: int) -> list[TicketEventView]:
     async with ctx.uow() as uow:
         ticket = await uow.tickets.get(ticket_id)
@@ -92,6 +96,7 @@ async def ticket_history(ctx: AppContext, actor: Actor, ticket_id: int) -> list[
         return views
 
 
+@database_errors_as_unavailable
 async def staff_queue(ctx: AppContext, actor: Actor, *, limit: int = 50) -> list[TicketSummary]:
     """The actor's department's open tickets, most urgent and oldest first."""
     async with ctx.uow() as uow:
@@ -101,6 +106,7 @@ async def staff_queue(ctx: AppContext, actor: Actor, *, limit: int = 50) -> list
         return [summarize_loaded(ctx, depts, t) for t in tickets]
 
 
+@database_errors_as_unavailable
 async def staff_tickets(ctx: AppContext, actor: Actor, *, limit: int = 50) -> list[TicketSummary]:
     """Open tickets assigned to the actor (/my)."""
     async with ctx.uow() as uow:
@@ -110,6 +116,7 @@ async def staff_tickets(ctx: AppContext, actor: Actor, *, limit: int = 50) -> li
         return [summarize_loaded(ctx, depts, t) for t in tickets]
 
 
+@database_errors_as_unavailable
 async def get_staff_ticket(ctx: AppContext, actor: Actor, ticket_ref: int | str) -> TicketSummary:
     async with ctx.uow() as uow:
         staff = await acting_staff(uow, actor)
@@ -121,6 +128,7 @@ async def get_staff_ticket(ctx: AppContext, actor: Actor, ticket_ref: int | str)
         return (await summaries(ctx, uow, [ticket.id]))[0]
 
 
+@database_errors_as_unavailable
 async def ticket_for_alert_reply(ctx: AppContext, chat_id: int, message_id: int) -> int | None:
     """The ticket an alert message was about, so a staff reply to that message reaches the ticket."""
     async with ctx.uow() as uow:

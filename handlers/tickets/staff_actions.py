@@ -14,6 +14,7 @@ from handlers.dto import Actor, InvalidRequest, PermissionDenied, TicketSummary
 from handlers.tickets.common import (
     TICKET_TEXT_LIMIT,
     Departments,
+    database_errors_as_unavailable,
     departments,
     escape,
     raise_priority,
@@ -50,6 +51,7 @@ async def _client_email(uow: UnitOfWork, ticket: Ticket, subject: str, text: str
     return {"email": email, "subject": subject, "text": text} if email else None
 
 
+@database_errors_as_unavailable
 async def take_ticket(ctx: AppContext, actor: Actor, ticket_id: int) -> TicketSummary:
     now = ctx.clock()
     async with ctx.uow() as uow:
@@ -80,6 +82,7 @@ async def take_ticket(ctx: AppContext, actor: Actor, ticket_id: int) -> TicketSu
     return summary
 
 
+@database_errors_as_unavailable
 async def reply_to_ticket(ctx: AppContext, actor: Actor, ticket_id: int, text: str) -> TicketSummary:
     text = (text or "").strip()
     if not text:
@@ -117,6 +120,7 @@ async def reply_to_ticket(ctx: AppContext, actor: Actor, ticket_id: int, text: s
     return summary
 
 
+@database_errors_as_unavailable
 async def set_waiting_client(ctx: AppContext, actor: Actor, ticket_id: int) -> TicketSummary:
     """Waiting for the client stops the SLA clock (resumed by the client's next message or a reply)."""
     now = ctx.clock()
@@ -139,6 +143,7 @@ async def set_waiting_client(ctx: AppContext, actor: Actor, ticket_id: int) -> T
         return await _finish(ctx, uow, ticket)
 
 
+@database_errors_as_unavailable
 async def resolve_ticket(ctx: AppContext, actor: Actor, ticket_id: int, text: str | None = None) -> TicketSummary:
     """Resolved: the client is told (with the resolution text) and asked for a 1–5 rating."""
     text = (text or "").strip() or None
@@ -173,6 +178,7 @@ async def resolve_ticket(ctx: AppContext, actor: Actor, ticket_id: int, text: st
     return summary
 
 
+@database_errors_as_unavailable
 async def reassign_ticket(ctx: AppContext, actor: Actor, ticket_id: int, *, department_code: str | None = None,
                           staff_id: int | None = None) -> TicketSummary:
     """Hand a ticket to a person (who must be active) or to a department (its least-loaded agent on duty,
@@ -214,6 +220,7 @@ async def reassign_ticket(ctx: AppContext, actor: Actor, ticket_id: int, *, depa
     return summary
 
 
+@database_errors_as_unavailable
 async def escalate_ticket(ctx: AppContext, actor: Actor, ticket_id: int) -> TicketSummary:
     """Up one level: to the department's `escalates_to` department when configured (priority one step up),
     else to the department's supervisors; both with an alert."""
@@ -246,6 +253,7 @@ async def escalate_ticket(ctx: AppContext, actor: Actor, ticket_id: int) -> Tick
     return summary
 
 
+@database_errors_as_unavailable
 async def add_internal_note(ctx: AppContext, actor: Actor, ticket_id: int, text: str) -> TicketSummary:
     """A note for colleagues only: never shown to the client."""
     text = (text or "").strip()

@@ -9,11 +9,12 @@ from sqlalchemy import select
 
 from handlers.context import AppContext
 from handlers.dto import Actor, CountRow, InvalidRequest, PermissionDenied, StaffStats
-from handlers.tickets.common import department_name, departments
+from handlers.tickets.common import database_errors_as_unavailable, department_name, departments
 from handlers.tickets.permissions import acting_staff
 from storage.models import Staff
 
 
+@database_errors_as_unavailable
 async def staff_statistics(ctx: AppContext, actor: Actor, *, since: datetime, until: datetime,
                            language: str | None = None) -> StaffStats:
     """Open tickets now (per department and assignee), and for tickets created in [since, until): SLA
