@@ -62,7 +62,7 @@ class Turn:
     @classmethod
     def from_tracker(cls, ctx: AppContext, tracker: Tracker) -> Turn:
         latest = tracker.latest_message if isinstance(tracker.latest_message, dict) else {}
-        text = latest.get("text") if isinstance(latest.get("text"), str) else ""
+        text = _user_text(tracker, latest)
         return cls(
             ctx=ctx,
             tracker=tracker,
@@ -93,6 +93,21 @@ class Turn:
             return None, 0.0
         confidence = intent.get("confidence")
         return intent["name"], float(confidence) if isinstance(confidence, int | float) else 0.0
+
+
+def _user_text(tracker: Tracker, latest: dict[str, Any]) -> str:
+    """What the user said. A button press arrives as its payload ("/open_ticket", '/choose_topic{...}'):
+    then the request is the user's last typed message, e.g. the problem a knowledge answer did not solve."""
+    text = latest.get("text") if isinstance(latest.get("text"), str) else ""
+    if not text.lstrip().startswith("/"):
+        return text
+    events = tracker.events if isinstance(tracker.events, list) else []
+    for event in reversed(events):
+        if isinstance(event, dict) and event.get("event") == "user":
+            earlier = event.get("text")
+            if isinstance(earlier, str) and earlier.strip() and not earlier.lstrip().startswith("/"):
+                return earlier
+    return ""
 
 
 def _input_channel(tracker: Tracker) -> str | None:

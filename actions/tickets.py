@@ -40,6 +40,37 @@ def _opened_text(turn: Turn, reply: Reply, ticket: TicketSummary) -> str:
     return text
 
 
+async def _open(
+    turn: Turn,
+    reply: Reply,
+    text: str,
+    client: ClientProfile | None,
+    phone: str | None,
+    topic: str,
+    urgent: bool,
+    confidence: float | None,
+) -> list[EventType]:
+    ticket = await tickets.open_ticket(
+        turn.ctx,
+        channel="rasa",
+        text=text[:TICKET_TEXT_LIMIT],
+        language=turn.language,
+        client=client,
+        topic=topic,
+        message_key=turn.message_key,
+        urgent=urgent,
+        confidence=confidence,
+        contact_phone=phone,
+        sender=turn.sender_id,
+    )
+    reply.text(_opened_text(turn, reply, ticket))
+    events = [SlotSet("topic", topic), SlotSet("ticket_number", ticket.number)]
+    if turn.raw_slot("kb_article_id") is not None:
+        # That answer's story is over; a later question may get an article again.
+        events.append(SlotSet("kb_article_id", None))
+    return events
+
+
 class ActionOpenTicket(FrontOfficeAction):
     """Free text first, as in the bot and the IVR: recorded, classified (or the topic Rasa already knows),
     answered automatically when we can, otherwise a ticket routed to the right department."""
@@ -64,21 +95,8 @@ class ActionOpenTicket(FrontOfficeAction):
         topic = known_topic(turn)
         if topic is not None:
             # The dialogue already knows the topic and chose this action: a ticket, no auto-answer detour.
-            ticket = await tickets.open_ticket(
-                turn.ctx,
-                channel="rasa",
-                text=text[:TICKET_TEXT_LIMIT],
-                language=turn.language,
-                client=client,
-                topic=topic,
-                message_key=turn.message_key,
-                urgent=turn.raw_slot("urgent") is True,
-                confidence=_confidence(turn, topic),
-                contact_phone=phone,
-                sender=turn.sender_id,
-            )
-            reply.text(_opened_text(turn, reply, ticket))
-            return [SlotSet("topic", topic), SlotSet("ticket_number", ticket.number)]
+            urgent = turn.raw_slot("urgent") is True
+            return await _open(turn, reply, text, client, phone, topic, urgent, _confidence(turn, topic))
         # Free text: recorded, classified, answered automatically when possible, else routed.
         result = await intake.handle_inbound(
             turn.ctx,
@@ -89,6 +107,11 @@ class ActionOpenTicket(FrontOfficeAction):
             sender=turn.sender_id if client is not None else (phone or turn.sender_id),
             message_key=turn.message_key,
         )
+        if result.outcome == "knowledge" and result.topic and turn.raw_slot("kb_article_id") is not None:
+            # The user has already had a knowledge-base answer and asked for a person: no second article.
+            return await _open(
+                turn, reply, text, client, phone, result.topic, result.urgent, result.confidence
+            )
         return await self._render(turn, reply, result, client)
 
     async def _render(

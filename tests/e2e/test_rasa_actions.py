@@ -578,3 +578,37 @@ async def test_identity_slots_are_set_only_when_they_change(rasa):
     known = {"customer_identified": True, "customer_name": "Иванов Иван Иванович"}
     body = await rasa.voice("action_check_balance", "баланс", slots=known)
     assert "customer_identified" not in slot_events(body) and "customer_name" not in slot_events(body)
+
+
+async def test_knowledge_answer_then_pass_to_a_specialist(rasa):
+    from tests.fakes.rasa_payloads import user_event
+
+    ctx = rasa.services.ctx
+    ctx.classifier = FakeClassifier(Classified("equipment", 0.93, (Ranked("equipment", 0.93),)))
+    article = KnowledgeAnswer(article_id=7, title="Роутер", answer="Выключите и включите.", score=0.9)
+    ctx.extras["knowledge"] = FakeKnowledge(article)
+    problem = "роутер мигает красным и ничего не работает"
+    body = await rasa.voice("action_open_ticket", problem, intent="nlu_fallback", confidence=0.3)
+    assert texts(body)[0] == "Роутер\nВыключите и включите."
+    assert slot_events(body) == {
+        "customer_identified": True,
+        "customer_name": "Иванов Иван Иванович",
+        "topic": "equipment",
+        "kb_article_id": 7,
+    }
+    assert await rasa.count(Ticket) == 0
+    # "Pass to a specialist": Rasa sends the button's payload as the message; the request is the problem.
+    for slots in ({"topic": "equipment", "kb_article_id": 7}, {"kb_article_id": 7}):
+        body = await rasa.voice(
+            "action_open_ticket",
+            "/open_ticket",
+            intent="open_ticket",
+            slots=slots,
+            history=[user_event(problem, input_channel="twilio_voice")],
+        )
+        events = slot_events(body)
+        assert events["topic"] == "equipment" and events["kb_article_id"] is None
+        assert events["ticket_number"] in texts(body)[0]
+    async with ctx.uow() as uow:
+        subjects = list(await uow.session.scalars(select(Ticket.subject)))
+    assert len(subjects) == 2 and all("роутер мигает" in subject for subject in subjects)
