@@ -129,6 +129,11 @@ def parse_decimal(value: str, name: str) -> Decimal:
 
 
 def parse_date(value: str, name: str) -> date:
+    if len(value) == 10 and value[4] == "-":
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
     for fmt in ("%Y-%m-%d", "%d.%m.%Y", "%d/%m/%Y"):
         try:
             return datetime.strptime(value, fmt).date()
