@@ -198,8 +198,8 @@ async def _ticket(ctx: AppContext, request: NewTicket, verdict: _Verdict) -> Int
     client = request.client
     now = ctx.clock()
     async with ctx.uow() as uow:
-        if (earlier := await _earlier_in(ctx, uow, request.message_key)) is not None:
-            return earlier
+        # No separate duplicate check on this hot path: the unique message key on the interaction fails a
+        # repeated message's transaction, and handle_inbound then reports what the first delivery did.
         if client is not None:
             since = now - ctx.config.tickets.follow_up_window
             follow_up = await uow.tickets.open_follow_up(client.customer_id, request.topic, since)
