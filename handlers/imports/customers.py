@@ -23,6 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import ARRAY, any_, bindparam, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 from handlers.context import AppContext
 from handlers.imports.common import (
@@ -128,21 +129,31 @@ def _parse(ctx: AppContext, line: int, row: dict[str, str], managers: dict[str, 
 
 
 async def import_customers(ctx: AppContext, path: Path | str, *, progress: Progress | None = None,
-                           batch_size: int = BATCH) -> ImportReport:
+                           batch_size: int = BATCH, writers: int | None = None) -> ImportReport:
     path = Path(path)
     report = ImportReport(kind="customers")
     total = count_rows(path)
     async with ctx.uow() as uow:
         managers = {email: sid for email, sid in (await uow.session.execute(select(Staff.email, Staff.id))).all()}
     pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2))
-    # Parsing (CPU, here) overlaps with the previous batch's writing (mostly the database's time).
-    writing: asyncio.Task[None] | None = None
+    # Parsing (CPU, here) overlaps with writing, which is mostly the database's time; PostgreSQL takes
+    # several batches at once (each its own connection), SQLite one.
+    if writers is None:
+        writers = 3 if await _is_postgres(ctx) else 1
+    pending: dict[asyncio.Task[None], set[str]] = {}  # batch being written -> its account numbers
+
+    async def settle(limit: int) -> None:
+        while len(pending) > limit:
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                pending.pop(task)
+                task.result()  # a failed batch fails the import (after the rows before it went in)
 
     async def flush(rows: list[CustomerRow]) -> None:
-        nonlocal writing
-        if writing is not None:
-            await writing
-        writing = asyncio.create_task(_write_batch(ctx, rows, report, pool))
+        numbers = {r.account for r in rows}
+        # An account repeated further down the file waits for its earlier batch: the later row must win.
+        await settle(0 if any(numbers & other for other in pending.values()) else writers - 1)
+        pending[asyncio.create_task(_write_with_retry(ctx, rows, report, pool))] = numbers
 
     try:
         batch: dict[str, CustomerRow] = {}
@@ -164,16 +175,16 @@ async def import_customers(ctx: AppContext, path: Path | str, *, progress: Progr
                 await asyncio.sleep(0)  # let the write start before parsing on
         if batch:
             await flush(list(batch.values()))
-        if writing is not None:
-            await writing
-            writing = None
+        await settle(0)
         if progress:
             progress(report.rows, total)
     finally:
-        if writing is not None:
-            writing.cancel()
-            await asyncio.gather(writing, return_exceptions=True)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         pool.shutdown(wait=False, cancel_futures=True)
+    report.errors.sort()
+    report.warnings.sort()
     return report
 
 
@@ -233,6 +244,39 @@ async def _copy(s, table, rows: list[dict[str, object]]) -> None:  # type: ignor
     raw = await conn.get_raw_connection()
     await raw.driver_connection.copy_records_to_table(
         table.name, records=[tuple(row[c] for c in columns) for row in rows], columns=columns)
+
+
+async def _is_postgres(ctx: AppContext) -> bool:
+    async with ctx.uow() as uow:
+        return uow.session.bind.dialect.name == "postgresql"
+
+
+try:  # COPY goes through the driver directly, so its errors arrive unwrapped
+    from asyncpg.exceptions import IntegrityConstraintViolationError
+
+    _COLLISIONS: tuple[type[BaseException], ...] = (IntegrityError, IntegrityConstraintViolationError)
+except ImportError:  # pragma: no cover - asyncpg is a dependency, but SQLite-only installs work without it
+    _COLLISIONS = (IntegrityError,)
+
+
+async def _write_with_retry(ctx: AppContext, rows: list[CustomerRow], report: ImportReport,
+                            pool: ThreadPoolExecutor) -> None:
+    """Write a batch; counts reach the report only once it is committed. A batch that collides with a
+    concurrent one (the same account further down the file) is simply written again: it then updates."""
+    for attempt in range(4):
+        local = ImportReport(kind=report.kind)
+        try:
+            await _write_batch(ctx, rows, local, pool)
+        except _COLLISIONS:
+            if attempt == 3:
+                raise
+            await asyncio.sleep(0.1 * (attempt + 1))
+            continue
+        report.created += local.created
+        report.updated += local.updated
+        report.unchanged += local.unchanged
+        report.warnings += local.warnings
+        return
 
 
 async def _write_batch(ctx: AppContext, rows: list[CustomerRow], report: ImportReport,
