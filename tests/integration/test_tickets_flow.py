@@ -105,7 +105,10 @@ async def test_intake_opens_one_ticket_with_event_alert_and_interaction(demo_ser
     again = await handle_inbound(ctx, channel="telegram", text="Не работает интернет с утра", language="ru",
                                  client=client, sender="5001", message_key="tg:1")
     assert again.outcome == "duplicate" and again.ticket.id == ticket.id
+    assert again.extra["original_outcome"] == "ticket_opened"
     assert await count(ctx, Ticket) == 1 and await count(ctx, Interaction) == 1
+    # The redelivery was not appended to the ticket as a follow-up either.
+    assert await count(ctx, TicketEvent, TicketEvent.kind == "message") == 0
 
     second = await handle_inbound(ctx, channel="telegram", text="Кабель оборван во дворе", language="ru",
                                   client=client, sender="5001", message_key="tg:2")
@@ -409,3 +412,15 @@ async def test_sla_watcher_warns_then_breaches_once_with_two_watchers(demo_servi
     async with ctx.uow() as uow:
         assert (await uow.tickets.get(other.id)).resolution_breached_at is None
     assert agent.kind == "staff"
+
+
+async def test_unidentified_telegram_sender_gets_answers_in_their_chat(demo_services, clock) -> None:
+    ctx = demo_services.ctx
+    result = await handle_inbound(ctx, channel="telegram", text="Оборван кабель во дворе", language="ru",
+                                  client=None, sender="880055", message_key="tg:prospect")
+    assert result.outcome == "ticket_opened" and result.ticket.customer_id is None
+    field = await staff_actor(ctx, "field1@svyazservice.example")
+    await T.reply_to_ticket(ctx, field, result.ticket.id, "Приедем завтра")
+    async with ctx.uow() as uow:
+        [row] = list(await uow.session.scalars(select(Notification).where(Notification.recipient_kind == "chat")))
+    assert row.chat_id == 880055 and "Приедем завтра" in row.payload["text"]
