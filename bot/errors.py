@@ -61,6 +61,13 @@ async def on_error(event: ErrorEvent, ctx: AppContext, lang: str | None = None,
     exc = event.exception
     update = event.update
     language = lang or ctx.t.default_language
+    if isinstance(exc, ServiceUnavailable) and delivery is not None:
+        # A back end (the database) is down: the request was not recorded, so let Telegram deliver it again
+        # rather than lose it; on the last attempt the user is told and the update is recorded as failed.
+        if not delivery.final:
+            log.warning("update %s: %s (attempt %s, will be redelivered)", update.update_id, exc, delivery.attempt)
+            raise exc
+        delivery.error = f"ServiceUnavailable: {exc}"[:1000]
     if isinstance(exc, UseCaseError):
         # Expected: the use case refused (forged button, someone else's ticket, billing down).
         log.info("update %s: %s: %s", update.update_id, type(exc).__name__, exc)

@@ -102,6 +102,25 @@ async def test_failure_is_5xx_then_recorded_and_acknowledged_after_three_tries(s
         assert calls == 3
 
 
+async def test_back_end_down_means_redelivery_not_loss(services, fake_bot_api, monkeypatch):
+    import bot.start as start
+    from handlers.dto import ServiceUnavailable
+
+    async def down(*_args, **_kwargs):
+        raise ServiceUnavailable("database unreachable")
+
+    monkeypatch.setattr(start, "ask_to_identify", down)
+    async with bot_app(services, fake_bot_api) as env:
+        update = u.command(CLIENT_ID, "/start")
+        assert (await env.post(update)).status == 500
+        assert await _processed(services, update["update_id"]) is None
+        monkeypatch.undo()
+        sent = await env.send(update)  # Telegram delivers it again once we are back
+        assert sent[-1]["text"] == services.ctx.t("bot_share_contact", "ru")
+        row = await _processed(services, update["update_id"])
+        assert row is not None and row.status == "done"
+
+
 async def test_forged_contact_is_refused(demo_services, fake_bot_api):
     services = demo_services
     async with bot_app(services, fake_bot_api) as env:
