@@ -9,9 +9,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+# Each test starts real processes (a server, a call); on a busy machine that takes minutes, not seconds.
+pytestmark = pytest.mark.timeout(600)
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
