@@ -16,10 +16,17 @@ def staff_profile(staff: Staff) -> StaffProfile:
 
 @database_errors_as_unavailable
 async def identify_staff(ctx: AppContext, telegram_id: int) -> StaffProfile | None:
-    """The active staff member with this Telegram id, or None (then the person is treated as a client)."""
+    """The active staff member with this Telegram id, or None (then the person is treated as a client).
+
+    Writing to the bot proves it is not blocked any more: alerts go to the person again (not the group)."""
     async with ctx.uow() as uow:
         staff = await uow.staff.by_telegram_id(telegram_id)
-        return staff_profile(staff) if staff is not None else None
+        if staff is None:
+            return None
+        if staff.telegram_unreachable:
+            staff.telegram_unreachable = False
+            await uow.commit()
+        return staff_profile(staff)
 
 
 @database_errors_as_unavailable

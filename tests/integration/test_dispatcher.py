@@ -16,7 +16,7 @@ from handlers.identification import identify_by_phone
 from handlers.notifications.dispatcher import NotificationDispatcher, split_message
 from handlers.notifications.limits import TelegramLimits
 from handlers.ports import MessageSender, SentMessage
-from handlers.staff import staff_profile
+from handlers.staff import identify_staff, staff_profile
 from service.container import Services
 from storage.db import create_engine
 from storage.models import Department, Notification, Staff
@@ -149,6 +149,12 @@ async def test_blocked_staff_member_falls_back_to_the_department_group(env) -> N
     await dispatcher.run_once()
     await dispatcher.run_once()
     assert len(api.sent("sendMessage", chat_id=-100500)) == 2
+    # Once they write to the bot again, alerts reach them directly again.
+    async with ctx.uow() as uow:
+        telegram_id = (await uow.staff.get(ticket.assignee_id)).telegram_id
+    assert (await identify_staff(ctx, telegram_id)).staff_id == ticket.assignee_id
+    async with ctx.uow() as uow:
+        assert not (await uow.staff.get(ticket.assignee_id)).telegram_unreachable
 
 
 async def test_blocked_staff_without_group_goes_to_colleagues(env) -> None:
