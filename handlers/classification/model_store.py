@@ -26,7 +26,7 @@ from .trainer import TrainSettings, train
 log = logging.getLogger(__name__)
 
 # Bump when ModelParams or the feature pipeline changes incompatibly.
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "nlu"
 CACHE_FILE_NAME = "topic_model.pkl"
 _DATA_SUFFIXES = (".yml", ".yaml", ".csv")
