@@ -25,7 +25,7 @@ from handlers.context import AppContext
 from handlers.dto import StaffProfile, TicketSummary
 
 log = logging.getLogger(__name__)
-TICKET_ACTIONS = ("take", "reply", "resolve", "reassign", "history", "to_dept")
+TICKET_ACTIONS = ("take", "reply", "resolve", "reassign", "history", "to_dept", "to_staff")
 MAX_LISTED = 20
 
 
@@ -104,6 +104,17 @@ async def on_ticket_button(query: CallbackQuery, ctx: AppContext, lang: str, sta
             await message.answer(ctx.t("bot_staff_reassigned", lang, number=esc(ticket.number),
                                        department=esc(ticket.department_name)))
         return
+    if callback.action == "to_staff":
+        ticket_part, _, person = callback.value.partition(".")
+        if not ticket_part.isdigit() or not person.isdigit() or len(person) > 12:
+            await query.answer(ctx.t("bot_button_stale", lang), show_alert=True)
+            return
+        ticket = await reassign_ticket(ctx, actor, int(ticket_part), staff_id=int(person))
+        who = ticket.assignee_name or ""
+        await query.answer(ctx.t("bot_staff_reassigned", lang, number=ticket.number, department=who))
+        if message is not None:
+            await message.answer(ctx.t("bot_staff_reassigned", lang, number=esc(ticket.number), department=esc(who)))
+        return
     ticket_id = callback.int_value
     if ticket_id is None:
         await query.answer(ctx.t("bot_button_stale", lang), show_alert=True)
@@ -130,9 +141,16 @@ async def on_ticket_button(query: CallbackQuery, ctx: AppContext, lang: str, sta
         await query.answer()
         buttons = [(d.name.get(lang), kb.ticket_data("to_dept", f"{ticket.id}.{d.code}"))
                    for d in ctx.config.departments if d.code != ticket.department_code]
+        from handlers.staff_directory import department_staff
+
+        people = [p for p in await department_staff(ctx, actor, ticket.department_code)
+                  if p.staff_id != ticket.assignee_id]
+        rows = [buttons[i:i + 2] for i in range(0, len(buttons), 2)]
+        rows += [[(("🟢 " if p.on_duty else "⚪ ") + truncate(p.name, 40),
+                   kb.ticket_data("to_staff", f"{ticket.id}.{p.staff_id}"))] for p in people[:10]]
         if message is not None:
             await message.answer(ctx.t("bot_staff_reassign_where", lang, number=esc(ticket.number)),
-                                 reply_markup=kb.inline([buttons[i:i + 2] for i in range(0, len(buttons), 2)]))
+                                 reply_markup=kb.inline(rows))
     elif callback.action == "history":
         ticket = await get_staff_ticket(ctx, actor, ticket_id)
         events = await ticket_history(ctx, actor, ticket.id)

@@ -36,6 +36,13 @@ async def _alert_answer(env, user_id: int, data: str) -> str | None:  # type: ig
     return answers[0].data.get("text") if answers else None
 
 
+async def _staff_id(env, telegram_id: int) -> int:  # type: ignore[no-untyped-def]
+    async with env.services.uow() as uow:
+        staff = await uow.staff.by_telegram_id(telegram_id)
+        assert staff is not None
+        return staff.id
+
+
 async def test_forged_buttons_are_refused_server_side(demo_services, fake_bot_api):
     services = demo_services
     t = services.ctx.t
@@ -96,6 +103,16 @@ async def test_staff_commands_and_buttons(demo_services, fake_bot_api):
         assert "перезагрузите роутер" in history[0]
         sent = await env.send(u.callback(SUPPORT, f"t:reassign:{ticket.id}"))
         assert f"t:to_dept:{ticket.id}.field_service" in buttons(sent[0])
+        async with services.uow() as uow:
+            colleague = await uow.staff.by_email("support2@svyazservice.example")
+            assert colleague is not None
+        assert f"t:to_staff:{ticket.id}.{colleague.id}" in buttons(sent[0])
+        assert await _alert_answer(env, FINANCE, f"t:to_staff:{ticket.id}.{colleague.id}") == t("bot_not_allowed", "ru")
+        texts = await env.texts(u.callback(SUPPORT, f"t:to_staff:{ticket.id}.{colleague.id}"))
+        assert any("Игорь Новиков" in x for x in texts), texts
+        assert (await ticket_row(env, ticket.id)).assignee_id == colleague.id
+        await env.send(u.callback(SUPPORT_LEAD, f"t:to_staff:{ticket.id}.{(await _staff_id(env, SUPPORT))}"))
+        assert (await ticket_row(env, ticket.id)).assignee_id == await _staff_id(env, SUPPORT)
 
         # Duty and statistics (supervisors only).
         assert await env.texts(u.command(SUPPORT, "/duty off")) == [t("bot_duty_off", "ru")]
