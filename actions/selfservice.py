@@ -93,28 +93,29 @@ def _today(turn: Turn) -> date:
 
 
 def document_query(turn: Turn) -> DocumentQuery:
-    """What documents the user wants: the `document_kind` and `period` slots, then the message text."""
+    """What documents the user wants. The latest message wins (slots may be left from an earlier request);
+    what it does not say comes from the `document_kind` and `period` slots."""
     today = _today(turn)
+
+    def parse(text: str | None) -> DocumentQuery:
+        return documents.parse_document_request(text[:500], turn.language, today) if text else DocumentQuery()
+
+    said = parse(turn.text)
     kind_slot = turn.slot("document_kind")
+    slot_kinds = (kind_slot,) if kind_slot in DOCUMENT_KINDS else parse(kind_slot).kinds
     period_value = turn.raw_slot("period")
-    period_text = turn.slot("period") if isinstance(period_value, str) else None
-    free_text = " ".join(
-        part
-        for part in (
-            kind_slot if kind_slot and kind_slot not in DOCUMENT_KINDS else None,
-            period_text,
-            turn.text[:500],
-        )
-        if part
-    )
-    parsed = (
-        documents.parse_document_request(free_text, turn.language, today) if free_text else DocumentQuery()
-    )
-    kinds = (kind_slot,) if kind_slot in DOCUMENT_KINDS else parsed.kinds
-    start, end = parsed.period_start, parsed.period_end
-    structured = _structured_period(period_value)
-    if structured is not None:
-        start, end = structured
+    slot_period = _structured_period(period_value)
+    if slot_period is None and isinstance(period_value, str):
+        from_text = parse(turn.slot("period"))
+        if from_text.period_start is not None:
+            slot_period = (from_text.period_start, from_text.period_end or from_text.period_start)
+    kinds = said.kinds or slot_kinds
+    if said.period_start is not None:
+        start, end = said.period_start, said.period_end
+    elif slot_period is not None:
+        start, end = slot_period
+    else:
+        start = end = None
     return DocumentQuery(kinds=tuple(kinds), period_start=start, period_end=end)
 
 

@@ -612,3 +612,25 @@ async def test_knowledge_answer_then_pass_to_a_specialist(rasa):
     async with ctx.uow() as uow:
         subjects = list(await uow.session.scalars(select(Ticket.subject)))
     assert len(subjects) == 2 and all("роутер мигает" in subject for subject in subjects)
+
+
+async def test_the_latest_message_wins_over_slots_left_from_an_earlier_request(rasa):
+    first = date.today().replace(day=1)
+    month_before_last = (first - timedelta(days=1)).replace(day=1) - timedelta(days=1)
+    stale = {"document_kind": "act", "period": {"from": "2020-01-01", "to": "2020-02-01"}}
+    body = await rasa.voice("action_list_documents", "счёт за прошлый месяц", slots=stale)
+    events = slot_events(body)
+    assert events["document_kind"] == "invoice" and len(events["document_ids"]) == 1
+    assert events["period"]["from"] == (first - timedelta(days=1)).replace(day=1).isoformat()
+    # Nothing said about the period: the slot's period is used.
+    body = await rasa.voice(
+        "action_list_documents",
+        "а счёт?",
+        slots={
+            "period": {
+                "from": month_before_last.replace(day=1).isoformat(),
+                "to": month_before_last.isoformat(),
+            }
+        },
+    )
+    assert len(slot_events(body)["document_ids"]) == 1
