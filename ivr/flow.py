@@ -467,8 +467,8 @@ class CallFlow:
             result = classifier.classify(transcript[:MAX_SPEECH_CHARS], k=3)
             if inspect.isawaitable(result):
                 result = await bounded(result, USE_CASE_TIMEOUT)
-        except Exception:  # the classifier only refines the topic here; the ticket opens regardless
-            log.exception("classifier failed on an IVR transcript")
+        except Exception as exc:  # the classifier only refines the topic here; the ticket opens regardless
+            log.warning("classifier unavailable for an IVR transcript (%r); topic %s", exc, fallback)
             return fallback
         ranked = [getattr(result, "topic", None)] + [s.topic for s in getattr(result, "ranking", ())]
         return next((topic for topic in ranked if topic in technical), fallback)

@@ -57,11 +57,15 @@ async def cmd_call(args: argparse.Namespace, settings: Settings, config: Busines
 async def _run_in_process(settings: Settings, config: BusinessConfig, caller: str, called: str) -> int:
     from ivr.routes import setup
     from service.container import build_services
-    from service.wiring import connect_ports
+    from service.wiring import connect_ports, warm_up
 
     services = await build_services(settings, config)
+    warming: asyncio.Task[None] | None = None
     try:
         connect_ports(services)
+        # As the server does: slow preparations (the topic model) load in the background, and until they
+        # are ready spoken requests are handled as "unsure" instead of stalling the call.
+        warming = asyncio.create_task(warm_up(services))
         app = web.Application()
         # A private loopback server: no signatures needed, action URLs relative to it.
         local = settings.model_copy(update={"twilio_auth_token": None, "public_base_url": None})
@@ -76,6 +80,8 @@ async def _run_in_process(settings: Settings, config: BusinessConfig, caller: st
         finally:
             await runner.cleanup()
     finally:
+        if warming is not None:
+            warming.cancel()
         await services.close()
 
 
