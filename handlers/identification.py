@@ -9,6 +9,7 @@ import asyncio
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
 
 from handlers.context import AppContext
 from handlers.dto import ClientProfile, NotFound, PinCheck
@@ -57,7 +58,15 @@ async def identify_by_phone(ctx: AppContext, raw_phone: str | None) -> ClientPro
     if phone is None:
         return None
     async with ctx.uow() as uow:
-        customers = [c for c in await uow.customers.by_phone(phone) if c.anonymised_at is None]
+        # One round trip: the customer with phones, accounts and manager eagerly joined (the IVR waits on it).
+        result = await uow.session.scalars(
+            select(Customer)
+            .join(CustomerPhone, CustomerPhone.customer_id == Customer.id)
+            .where(CustomerPhone.phone == phone, Customer.merged_into_id.is_(None),
+                   Customer.anonymised_at.is_(None))
+            .options(joinedload(Customer.phones), joinedload(Customer.accounts))
+        )
+        customers = list(result.unique())
         return profile_of(customers[0]) if len(customers) == 1 else None
 
 
