@@ -20,6 +20,11 @@ def connect(services: Any) -> None:
         from storage.billing_embedded import EmbeddedBilling
 
         ctx.billing = EmbeddedBilling(ctx)
+    if settings.smtp_url is not None:
+        from storage.email_smtp import SmtpEmailSender
+
+        company_email = services.config.company.email or "noreply@localhost"
+        ctx.extras["email"] = SmtpEmailSender(settings.smtp_url.get_secret_value(), default_from=company_email)
     ctx.extras["download_secret"] = download_secret(settings)
     ctx.extras["public_base_url"] = settings.public_base_url or f"http://localhost:{settings.http_port}"
 
