@@ -60,12 +60,12 @@ async def _run_in_process(settings: Settings, config: BusinessConfig, caller: st
     from service.wiring import connect_ports, warm_up
 
     services = await build_services(settings, config)
-    warming: asyncio.Task[None] | None = None
     try:
         connect_ports(services)
-        # As the server does: slow preparations (the topic model) load in the background, and until they
-        # are ready spoken requests are handled as "unsure" instead of stalling the call.
-        warming = asyncio.create_task(warm_up(services))
+        # What the server prepares in the background (the topic model, the knowledge base) is prepared
+        # before the call here, so a played call behaves like one to a warmed-up server.
+        print("(preparing the topic model; the first run trains it, which takes a while)", flush=True)
+        await warm_up(services)
         app = web.Application()
         # A private loopback server: no signatures needed, action URLs relative to it.
         local = settings.model_copy(update={"twilio_auth_token": None, "public_base_url": None})
@@ -80,8 +80,6 @@ async def _run_in_process(settings: Settings, config: BusinessConfig, caller: st
         finally:
             await runner.cleanup()
     finally:
-        if warming is not None:
-            warming.cancel()
         await services.close()
 
 
