@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 
 from aiohttp import web
 
@@ -56,6 +57,7 @@ async def serve(settings: Settings, config: BusinessConfig, *, host: str, port: 
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, access_log=None)
     await runner.setup()
     workers = WorkerGroup(build_workers(services)) if with_workers else None
+    stopping = 0.0
     try:
         site = web.TCPSite(runner, host, port, reuse_address=True)
         try:
@@ -68,6 +70,7 @@ async def serve(settings: Settings, config: BusinessConfig, *, host: str, port: 
             workers.start()
         print(banner(services, host, port, adapter_lines, workers), flush=True)
         await stop.wait()
+        stopping = time.monotonic()
         log.info("stopping: no new connections, finishing in-flight requests")
         warm.cancel()
     finally:
@@ -76,7 +79,7 @@ async def serve(settings: Settings, config: BusinessConfig, *, host: str, port: 
         if workers is not None:
             await workers.shutdown()
         await services.close()
-    log.info("stopped")
+    log.info("stopped in %.1fs", time.monotonic() - stopping if stopping else 0.0)
     return 0
 
 

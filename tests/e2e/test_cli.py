@@ -29,7 +29,8 @@ def run(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60) ->
                           text=True, timeout=timeout)
 
 
-def test_first_run_answers_health_quickly_and_stops_cleanly_on_sigterm(tmp_path):
+def test_first_run_answers_health_and_stops_cleanly_on_sigterm(tmp_path):
+    """Behaviour only; the time to the first /health is measured by bench/startup.py."""
     port = free_port()
     env = clean_env(tmp_path, HTTP_PORT=str(port), HTTP_HOST="127.0.0.1")
     started = time.monotonic()
@@ -44,7 +45,7 @@ def test_first_run_answers_health_quickly_and_stops_cleanly_on_sigterm(tmp_path)
                     break
             except OSError:
                 time.sleep(0.1)
-        assert body == b'{"status": "ok"}', f"no /health within 5 s (exit {proc.poll()})"
+        assert body == b'{"status": "ok"}', f"no /health (exit {proc.poll()})"
         assert (tmp_path / "fresh" / "frontoffice.db").exists()
     finally:
         proc.send_signal(signal.SIGTERM)
