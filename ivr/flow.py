@@ -43,6 +43,7 @@ USE_CASE_TIMEOUT = 6.0  # anything else; a step must answer well inside Twilio's
 MAX_SPEECH_CHARS = 2000
 MAX_PIN_TRIES = 3
 MAX_DOCUMENTS = 20
+DOCUMENTS_WAIT = 4.0
 DOC_KINDS = {"1": "invoice", "2": "act", "3": "reconciliation", "4": "usage_report", "5": "contract"}
 DIALED_OK = {"completed", "answered"}
 # Failures a use case may signal on purpose or by being unreachable; all end in "offer the operator".
@@ -401,7 +402,16 @@ class CallFlow:
             # Only what the client asked for, and only to a contact they registered (the use case checks).
             # The newest ones when a period holds many: a phone menu cannot ask which of fifty were meant.
             ids = [d.id for d in found][:MAX_DOCUMENTS]
-            via = await bounded(self.uc.send_documents(self.ctx, state.client, ids, via="auto"), USE_CASE_TIMEOUT)
+            # Preparing files (PDFs) may outlast what a caller should wait in silence: the sending goes on
+            # in the background and the caller hears that it is under way.
+            sending = asyncio.ensure_future(self.uc.send_documents(self.ctx, state.client, ids, via="auto"))
+            _BACKGROUND.add(sending)
+            sending.add_done_callback(_finished_in_background)
+            try:
+                via = await asyncio.wait_for(asyncio.shield(sending), DOCUMENTS_WAIT)
+            except TimeoutError:
+                return self._served(state, [self.say(state, "ivr_doc_sending")], node=node,
+                                    outcome="documents_sending")
         except InvalidRequest:
             return self._served(state, [self.say(state, "ivr_doc_no_contact")], node=node,
                                 outcome="documents_no_contact")
@@ -580,6 +590,16 @@ class CallFlow:
 
     def apology_to_operator(self, state: CallState) -> list[Say | Pause]:
         return [self.say(state, "ivr_error_operator")]
+
+
+# Sendings that outlive their step; referenced here so they are not garbage-collected mid-way.
+_BACKGROUND: set[asyncio.Future[Any]] = set()
+
+
+def _finished_in_background(task: asyncio.Future[Any]) -> None:
+    _BACKGROUND.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("IVR: background sending of documents failed: %r", task.exception())
 
 
 # ---------------------------------------------------------------------- pure helpers

@@ -119,6 +119,7 @@ class Fakes:
     open_now: bool = True
     contact: str | None = "telegram"
     intake_outcome: str = "ticket_opened"
+    send_delay: float = 0.0
 
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]
@@ -171,6 +172,9 @@ class Fakes:
 
     async def send_documents(self, ctx: Any, client: ClientProfile, ids: list[int], via: str = "auto") -> str:
         self.calls.append(("send_documents", {"client": client.customer_id, "ids": list(ids), "via": via}))
+        if self.send_delay:
+            await asyncio.sleep(self.send_delay)
+            self.calls.append(("documents_queued", {"ids": list(ids)}))
         if self.contact is None:
             raise InvalidRequest("no registered contact")
         return self.contact
@@ -641,3 +645,22 @@ async def test_zero_reaches_the_operator_even_before_identification(ivr):  # typ
     await phone.dial_in()
     root = await phone.press("0")
     assert root.find("Dial/Number").text == svc.config.ivr.operator_phone  # type: ignore[union-attr]
+
+
+async def test_slow_document_preparation_finishes_after_the_caller_is_told(ivr):  # type: ignore[no-untyped-def]
+    _svc, fakes, client = ivr
+    fakes.send_delay = 6.0
+    phone = Phone(client, KNOWN, "CA" + "0" * 31 + "6")
+    await phone.dial_in()
+    await phone.press("2")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    root = await phone.press("5")  # the contract
+    assert loop.time() - started < 6.0
+    assert "готовятся" in spoken(root) and gather_of(root) is not None
+    assert "documents_queued" not in fakes.names()
+    for _ in range(100):
+        if "documents_queued" in fakes.names():
+            break
+        await asyncio.sleep(0.1)
+    assert "documents_queued" in fakes.names()  # not cancelled: the sending went on
