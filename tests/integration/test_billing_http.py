@@ -86,7 +86,7 @@ async def test_timeout_is_fast_and_clear(services, billing_server: BillingServer
     try:
         with pytest.raises(ServiceUnavailable):
             await source.account_balance("200001")
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 2.0  # the server would take 5 s
     finally:
         await source.close()
 
@@ -116,7 +116,7 @@ async def test_circuit_opens_and_closes(services, billing_server: BillingServer)
         with pytest.raises(ServiceUnavailable):
             await source.account_balance("200001")
         assert len(billing_server.requests) == seen  # not even tried
-        assert time.monotonic() - started < 0.05
+        assert time.monotonic() - started < 0.5  # no network wait (generous for loaded CI machines)
         await asyncio.sleep(0.35)
         assert breaker.state == "half-open"
         with pytest.raises(ServiceUnavailable):  # the trial call fails: open again
