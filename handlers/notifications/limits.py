@@ -33,7 +33,7 @@ return string.format('%.6f', nxt)
 _LOCAL_SCHEDULES: weakref.WeakKeyDictionary[KeyValueBackends, list[float]] = weakref.WeakKeyDictionary()
 # When each of this process's recent sends actually left (a late wake-up must not bunch up with the next).
 _RECENT_SENDS: weakref.WeakKeyDictionary[KeyValueBackends, deque[float]] = weakref.WeakKeyDictionary()
-WINDOW_LIMIT, WINDOW_MARGIN = 30, 0.03
+WINDOW_MARGIN = 0.03
 
 
 @dataclass(frozen=True)
@@ -80,10 +80,13 @@ class DeliveryPacer:
         delay = at - time.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        # Second guard, on real send times: any 31 of our sends span at least 1.03 s. A send that woke
+        # Second guard, on real send times: any 31 of our sends (at 29.2/s) span at least 1.03 s. A send that woke
         # up late (a busy event loop) pushes the ones after it back instead of arriving together with them.
-        recent = _RECENT_SENDS.setdefault(self._kv, deque(maxlen=WINDOW_LIMIT))
-        while len(recent) == WINDOW_LIMIT:
+        limit = int(self.limits.messages_per_second) + 1
+        recent = _RECENT_SENDS.get(self._kv)
+        if recent is None or recent.maxlen != limit:
+            recent = _RECENT_SENDS[self._kv] = deque(maxlen=limit)
+        while len(recent) == limit:
             wait = recent[0] + 1.0 + WINDOW_MARGIN - time.monotonic()
             if wait <= 0:
                 break
