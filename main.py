@@ -5,16 +5,18 @@
     python main.py worker
     python main.py db upgrade
     python main.py demo
+    python main.py train --data FILE --out PATH / evaluate --train FILE --test FILE [--oos-label LABEL]
+    python main.py import ... / customers ... / staff invite EMAIL / chat / call --from PHONE
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from config import BusinessConfig, ConfigError, Settings, load_business_config, load_settings
 from service.errors import StartupError
@@ -67,7 +69,7 @@ async def cmd_demo(_args: argparse.Namespace, settings: Settings, config: Busine
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="main.py", description="Front office for service providers.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -87,18 +89,52 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="add the demo data set (idempotent)")
     demo.set_defaults(handler=cmd_demo)
 
-    for register in _feature_commands():
-        register(sub)
+    train = sub.add_parser("train", help="train a topic model from Rasa NLU YAML or CSV (text,label) files")
+    train.add_argument("--data", action="append", required=True, metavar="FILE", help="training file (repeatable)")
+    train.add_argument("--out", required=True, metavar="PATH", help="where to write the model")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="train on one file, test on another, print a report and JSON")
+    evaluate.add_argument("--train", required=True, metavar="FILE")
+    evaluate.add_argument("--test", required=True, metavar="FILE")
+    evaluate.add_argument("--oos-label", metavar="LABEL", help="the label meaning 'not ours' (out of scope)")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    for module in _feature_modules(argv):
+        importlib.import_module(module).register(sub)
     return parser
 
 
-def _feature_commands() -> list[Callable[[Any], None]]:
-    """Commands contributed by features; each registers its sub-parsers with a `handler`."""
-    from bot.terminal import register as register_bot
-    from ivr.terminal import register as register_call
-    from service.cli_data import register as register_data
+# Commands contributed by features: command -> module with `register(subparsers)`. Only the module of the
+# command being run is imported (some pull in heavy libraries such as aiogram); --help imports them all.
+FEATURE_COMMANDS = {
+    "chat": "bot.terminal",
+    "staff": "bot.terminal",
+    "call": "ivr.terminal",
+    "import": "service.cli_data",
+    "customers": "service.cli_data",
+}
 
-    return [register_call, register_data, register_bot]
+
+def _feature_modules(argv: list[str] | None) -> list[str]:
+    words = [w for w in (argv or []) if not w.startswith("-")]
+    if words and words[0] in FEATURE_COMMANDS:
+        return [FEATURE_COMMANDS[words[0]]]
+    if words or not any(w in ("-h", "--help") for w in argv or []):
+        return []  # a built-in command, or the default `serve`
+    return list(dict.fromkeys(FEATURE_COMMANDS.values()))
+
+
+async def cmd_train(args: argparse.Namespace, _settings: Settings, _config: BusinessConfig) -> int:
+    from handlers.classification.commands import train_command
+
+    return await asyncio.to_thread(train_command, args.data, args.out)
+
+
+async def cmd_evaluate(args: argparse.Namespace, _settings: Settings, _config: BusinessConfig) -> int:
+    from handlers.classification.commands import evaluate_command
+
+    return await asyncio.to_thread(evaluate_command, args.train, args.test, args.oos_label)
 
 
 def configure_logging(level: str) -> None:
@@ -108,7 +144,7 @@ def configure_logging(level: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is None:
         args = parser.parse_args(["serve", *(argv or [])])

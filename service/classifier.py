@@ -46,7 +46,7 @@ class LazyTopicClassifier:
     async def load_in_background(self) -> None:
         self._loading = True
         try:
-            await asyncio.to_thread(self._load)
+            await _in_daemon_thread(self._load)
         except Exception:
             # The service stays useful without the model: requests are treated as unsure.
             log.exception("cannot load or train the topic model; clients will choose topics themselves")
@@ -61,3 +61,30 @@ class LazyTopicClassifier:
                 raise ClassifierNotReady("the topic model is not available")
             model = self._load()
         return model.classify(text, k=k)
+
+
+async def _in_daemon_thread(function: Any) -> Any:
+    """Run blocking work in a daemon thread: unlike asyncio.to_thread, a SIGTERM during a long first-start
+    training does not have to wait for it (the model cache is written atomically, so nothing is corrupted)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def work() -> None:
+        try:
+            result = function()
+        except BaseException as exc:  # handed to the awaiting coroutine
+            loop.call_soon_threadsafe(_settle, future, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    threading.Thread(target=work, name="topic-model", daemon=True).start()
+    return await future
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the awaiting task was cancelled (shutdown)
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

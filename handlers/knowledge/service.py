@@ -13,15 +13,17 @@ import re
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from sqlalchemy import select
 
 from handlers.context import AppContext
 from handlers.dto import Actor, InvalidRequest, KnowledgeAnswer, NotFound, PermissionDenied
-from handlers.knowledge.index import ArticleDoc, KnowledgeIndex
 from handlers.knowledge.normalize import normalize
+
+if TYPE_CHECKING:
+    from handlers.knowledge.index import KnowledgeIndex
 from storage.models import KnowledgeArticle, Staff, Ticket, TicketEvent
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,9 @@ class KnowledgeBase:
     async def refresh(self) -> None:
         async with self._ctx.uow() as uow:
             rows = list(await uow.session.scalars(select(KnowledgeArticle).where(KnowledgeArticle.is_active.is_(True))))
+        # scikit-learn takes a while to import; pay for it on the first search, not at start-up.
+        from handlers.knowledge.index import ArticleDoc, KnowledgeIndex
+
         by_language: dict[str, list[ArticleDoc]] = {}
         for row in rows:
             variants = tuple(str(v) for v in (row.questions or {}).get("variants", []) if str(v).strip())

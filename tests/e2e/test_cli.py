@@ -33,23 +33,26 @@ def test_first_run_answers_health_and_stops_cleanly_on_sigterm(tmp_path):
     """Behaviour only; the time to the first /health is measured by bench/startup.py."""
     port = free_port()
     env = clean_env(tmp_path, HTTP_PORT=str(port), HTTP_HOST="127.0.0.1")
+    log_path = tmp_path / "service.log"
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py")], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with log_path.open("w") as log:  # a file, not a pipe: nobody reads a pipe until the end, and a full one blocks
+        proc = subprocess.Popen([sys.executable, str(ROOT / "main.py")], env=env, cwd=tmp_path,
+                                stdout=log, stderr=subprocess.STDOUT)
     try:
         body = None
-        while time.monotonic() - started < 5 and proc.poll() is None:
+        while time.monotonic() - started < 120 and proc.poll() is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
                     body = response.read()
                     break
             except OSError:
                 time.sleep(0.1)
-        assert body == b'{"status": "ok"}', f"no /health (exit {proc.poll()})"
+        assert body == b'{"status": "ok"}', f"no /health (exit {proc.poll()}):\n{log_path.read_text()[-3000:]}"
         assert (tmp_path / "fresh" / "frontoffice.db").exists()
     finally:
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=60)
+    output = log_path.read_text()
     assert proc.returncode == 0, output
     assert f"http://127.0.0.1:{port}/health" in output
     assert "demo data seeded" in output
@@ -84,6 +87,39 @@ def test_demo_and_db_upgrade_commands(tmp_path):
 
 
 def test_help_everywhere(tmp_path):
-    for args in (["--help"], ["serve", "--help"], ["db", "--help"], ["worker", "--help"]):
+    for args in (["--help"], ["serve", "--help"], ["db", "--help"], ["worker", "--help"], ["train", "--help"],
+                 ["evaluate", "--help"], ["chat", "--help"], ["call", "--help"], ["import", "--help"]):
         result = run(args, clean_env(tmp_path), tmp_path)
         assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_train_and_evaluate_commands(tmp_path):
+    rows = ["text,label"]
+    for i in range(30):
+        rows += [f"мой баланс и долг номер {i},balance", f"нет интернета совсем вариант {i},no_connection",
+                 f"what is the weather like {i},oos"]
+    data = tmp_path / "data.csv"
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    env = clean_env(tmp_path, FRONTOFFICE_NO_EMBEDDINGS="1")
+    trained = run(["train", "--data", str(data), "--out", str(tmp_path / "model.pkl")], env, tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert (tmp_path / "model.pkl").stat().st_size > 0
+    evaluated = run(["evaluate", "--train", str(data), "--test", str(data), "--oos-label", "oos"], env, tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    import json
+
+    metrics = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    assert {"accuracy", "in_scope_accuracy", "macro_f1", "oos_recall", "p50_ms", "p99_ms", "n_train", "n_test",
+            "train_seconds"} <= set(metrics)
+    assert metrics["n_test"] == 90
+    broken = run(["evaluate", "--train", str(tmp_path / "missing.csv"), "--test", str(data)], env, tmp_path)
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr
+
+
+def test_serving_does_not_import_feature_cli_modules():
+    """Start-up must not pay for aiogram etc. when the command does not need them."""
+    from main import _feature_modules
+
+    assert _feature_modules([]) == [] and _feature_modules(["serve", "--port", "1"]) == []
+    assert _feature_modules(["chat", "--as-staff"]) == ["bot.terminal"]
+    assert set(_feature_modules(["--help"])) == {"bot.terminal", "ivr.terminal", "service.cli_data"}
