@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from rasa_sdk.events import EventType, SlotSet
 
 from actions.base import CLASSIFY_TEXT_LIMIT, FrontOfficeAction, Reply, Turn
+from handlers.classification.remote import classify_text
 from handlers.dto import TopicChoice
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class ActionClassifyTopic(FrontOfficeAction):
         result = None
         if classifier is not None:
             try:
-                result = await _classify(classifier, text)
+                result = await classify_text(turn.ctx, text, k=MAX_CHOICES)
             except Exception:
                 log.exception("classifier failed; falling back to Rasa's intent")
         if result is None:
@@ -85,14 +86,6 @@ class ActionClassifyTopic(FrontOfficeAction):
             reply.say("rasa_choose_topic", buttons=choose_topic_buttons(turn, ranking or _all_topics(turn)))
             return [SlotSet("topic", None), SlotSet("urgent", bool(result.urgent))]
         return _topic_slots(result.topic, float(result.confidence), urgent=bool(result.urgent))
-
-
-async def _classify(classifier, text: str):  # type: ignore[no-untyped-def]
-    """The classifier port may be sync (the built-in engine) or async (the Rasa NLU client)."""
-    outcome = classifier.classify(text, k=MAX_CHOICES)
-    if hasattr(outcome, "__await__"):
-        outcome = await outcome
-    return outcome
 
 
 def _all_topics(turn: Turn) -> list[TopicChoice]:

@@ -8,7 +8,6 @@ the first delivery did, and never makes a second ticket.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from config.business import LANGUAGES
+from handlers.classification.remote import classify_text
 from handlers.context import AppContext
 from handlers.dto import (
     Attachment,
@@ -108,9 +108,8 @@ async def _classify(ctx: AppContext, text: str, language: str, forced_topic: str
     result: Any = None
     if ctx.classifier is not None and text.strip():
         try:
-            result = ctx.classifier.classify(text[:CLASSIFY_CHARS], k=3)
-            if inspect.isawaitable(result):
-                result = await result
+            # Rasa NLU first when RASA_URL is set, the built-in engine otherwise or as the fallback.
+            result = await classify_text(ctx, text[:CLASSIFY_CHARS], k=3)
         except Exception:
             # An unavailable classifier makes us unsure, never unhelpful: the client picks the topic.
             log.exception("classifier failed; offering topics instead")

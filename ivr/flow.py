@@ -9,7 +9,6 @@ always answers well inside the provider's 15-second limit.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import re
 from collections.abc import Awaitable
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
+from handlers.classification.remote import classify_text
 from handlers.context import AppContext
 from handlers.dto import (
     BalanceInfo,
@@ -474,9 +474,7 @@ class CallFlow:
         if not transcript or classifier is None:
             return fallback
         try:
-            result = classifier.classify(transcript[:MAX_SPEECH_CHARS], k=3)
-            if inspect.isawaitable(result):
-                result = await bounded(result, USE_CASE_TIMEOUT)
+            result = await bounded(classify_text(self.ctx, transcript[:MAX_SPEECH_CHARS], k=3), USE_CASE_TIMEOUT)
         except Exception as exc:  # the classifier only refines the topic here; the ticket opens regardless
             log.warning("classifier unavailable for an IVR transcript (%r); topic %s", exc, fallback)
             return fallback

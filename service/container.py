@@ -67,7 +67,7 @@ class Services:
 
     async def close(self) -> None:
         # Ports that hold connections (HTTP clients...) expose `async close()`.
-        for port in list(self.ctx.extras.values()):
+        for port in [self.ctx.billing, *self.ctx.extras.values()]:
             # An aiogram Bot keeps its HTTP session on `.session`.
             closer = getattr(port, "close", None) or getattr(getattr(port, "session", None), "close", None)
             if closer is not None and inspect.iscoroutinefunction(closer):
