@@ -30,8 +30,10 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 class FloodLimitMiddleware(BaseMiddleware):
     """Per-user fixed-window limit (shared across processes through ctx.kv); one polite notice per window."""
 
-    def __init__(self, ctx: AppContext, limit: int = FLOOD_LIMIT, window: float = FLOOD_WINDOW_SECONDS) -> None:
-        self.ctx, self.limit, self.window = ctx, limit, window
+    def __init__(self, ctx: AppContext, limit: int | None = None, window: float | None = None) -> None:
+        self.ctx = ctx
+        self.limit = limit or FLOOD_LIMIT
+        self.window = window or FLOOD_WINDOW_SECONDS
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")

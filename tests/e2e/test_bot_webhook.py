@@ -219,7 +219,11 @@ async def test_forged_and_stale_callback_data(services, fake_bot_api):
             assert answers and answers[0].data.get("text") in (t("bot_not_allowed", "ru"), t("bot_button_stale", "ru"))
 
 
-async def test_flood_limit_answers_politely_once(services, fake_bot_api):
+async def test_flood_limit_answers_politely_once(services, fake_bot_api, monkeypatch):
+    import bot.middlewares
+
+    # A fixed window: a long one, so the 25 updates do not straddle two windows on a slow machine.
+    monkeypatch.setattr(bot.middlewares, "FLOOD_WINDOW_SECONDS", 3600.0)
     async with bot_app(services, fake_bot_api) as env:
         texts: list[str] = []
         for _ in range(25):
