@@ -66,17 +66,27 @@ class Services:
         await asyncio.wait_for(self.kv.ping(), timeout)
 
     async def close(self) -> None:
-        # Ports that hold connections (HTTP clients...) expose `async close()`.
         for port in [self.ctx.billing, *self.ctx.extras.values()]:
-            # An aiogram Bot keeps its HTTP session on `.session`.
-            closer = getattr(port, "close", None) or getattr(getattr(port, "session", None), "close", None)
-            if closer is not None and inspect.iscoroutinefunction(closer):
-                try:
-                    await closer()
-                except Exception:
-                    log.exception("closing %s failed", type(port).__name__)
+            try:
+                await _close_port(port)
+            except Exception:
+                log.exception("closing %s failed", type(port).__name__)
         await self.kv.close()
         await self.engine.dispose()
+
+
+async def _close_port(port: Any) -> None:
+    """Release a port's connections. Ports that hold connections (HTTP clients) expose `async close()`,
+    except aiogram's Bot, whose `close()` is the Bot API method that logs the bot out of the server:
+    for it only the HTTP session is closed."""
+    if type(port).__module__.startswith("aiogram"):
+        session = getattr(port, "session", None)
+        if session is not None:
+            await session.close()
+        return
+    closer = getattr(port, "close", None)
+    if closer is not None and inspect.iscoroutinefunction(closer):
+        await closer()
 
 
 def _describe_db_error(exc: BaseException) -> str:

@@ -60,3 +60,16 @@ async def test_oversized_body_is_refused(services):
     async with http_client(app) as client:
         assert (await client.post("/echo", data=b"x" * 50_000)).status == 200
         assert (await client.post("/echo", data=b"x" * 2_000_000)).status == 413
+
+
+async def test_shutdown_closes_the_bot_session_without_calling_the_bot_api(services, fake_bot_api):
+    from aiogram import Bot
+    from aiogram.client.session.aiohttp import AiohttpSession
+    from aiogram.client.telegram import TelegramAPIServer
+
+    bot = Bot(fake_bot_api.token, session=AiohttpSession(api=TelegramAPIServer.from_base(fake_bot_api.base_url)))
+    await bot.get_me()
+    services.ctx.extras["bot"] = bot
+    await services.close()
+    assert [call.method for call in fake_bot_api.calls] == ["getMe"]  # no "close": it would log the bot out
+    assert bot.session._session is None or bot.session._session.closed
