@@ -15,12 +15,16 @@ def build_storage(redis_url: str | None, prefix: str = "fo:fsm") -> BaseStorage:
         return MemoryStorage()
     from aiogram.fsm.storage.redis import RedisStorage
 
-    return RedisStorage.from_url(
+    from storage.fsm import ResilientFsmStorage
+
+    # A Redis outage must not fail updates: state falls back to this process until Redis answers again.
+    return ResilientFsmStorage(RedisStorage.from_url(
         redis_url,
         key_builder=DefaultKeyBuilder(prefix=prefix, with_bot_id=True),
         state_ttl=STATE_TTL_SECONDS,
         data_ttl=STATE_TTL_SECONDS,
-    )
+        connection_kwargs={"socket_connect_timeout": 2, "socket_timeout": 2},
+    ))
 
 
 class Identify(StatesGroup):

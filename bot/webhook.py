@@ -124,6 +124,12 @@ class WebhookHandler:
         try:
             await self.dp.feed_update(self.bot, update, delivery=delivery)
         except Exception as exc:  # re-raised by bot/errors.py while another attempt is coming
+            if is_infrastructure_error(exc):
+                # The database or Redis is down: not the update's fault. Telegram keeps redelivering for
+                # hours, so answer "later" without using up the update's attempts; nothing is lost.
+                log.warning("update %s: back end unavailable (%s); Telegram will redeliver", key,
+                            type(exc).__name__)
+                return web.json_response({"ok": False, "error": "temporarily unavailable"}, status=503)
             failures = await self.ctx.kv.kv.incr(failures_key, ttl=24 * 3600)
             if failures >= MAX_ATTEMPTS:
                 log.error("update %s failed %s times; recorded as failed and acknowledged", key, failures)
@@ -148,6 +154,26 @@ class WebhookHandler:
                 await uow.commit()
         except IntegrityError:
             pass  # a concurrent delivery of the same update marked it first
+
+
+def is_infrastructure_error(exc: BaseException) -> bool:
+    """Errors that say a back end is unreachable, not that the update is bad."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from handlers.dto import ServiceUnavailable
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:  # look through "raise ... from"
+        seen.add(id(current))
+        if isinstance(current, ServiceUnavailable | OperationalError | RedisConnectionError | RedisTimeoutError
+                      | ConnectionError | TimeoutError) or (
+                isinstance(current, DBAPIError) and current.connection_invalidated):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 async def _set_webhook(bot: Bot, dp: Dispatcher, url: str, secret: str) -> None:
