@@ -11,7 +11,6 @@ the example assistant's (`examples/rasa/domain.yml`) in `Domain.as_dict()` form.
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import time
 import uuid
@@ -24,7 +23,15 @@ import yaml
 
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "rasa"
 RASA_VERSION = "3.6.21"
-_clock = itertools.count()
+_last_stamp = 0.0
+
+
+def _now() -> float:
+    """Increasing event times that stay on the real clock (a counter added to the time drifted seconds ahead
+    over a full test run, making real 'now' look older than earlier events)."""
+    global _last_stamp
+    _last_stamp = max(time.time(), _last_stamp + 1e-6)
+    return _last_stamp
 
 
 @cache
@@ -92,7 +99,7 @@ def user_event(
     }
     return {
         "event": "user",
-        "timestamp": timestamp or time.time() + next(_clock) * 1e-3,
+        "timestamp": timestamp or _now(),
         "metadata": {"model_id": "0f3c9b1f2e8d4b7a", "assistant_id": "front-office-example"},
         "text": text,
         "parse_data": parse_data,
