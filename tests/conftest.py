@@ -180,6 +180,16 @@ async def fake_bot_api() -> AsyncIterator[FakeBotApi]:
         await api.stop()
 
 
+@pytest.fixture(scope="session")
+def trained_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder with the shipped topic model trained once; service processes load it from the cache."""
+    from handlers.classification import load_or_train_default
+
+    data_dir = tmp_path_factory.mktemp("trained-data")
+    load_or_train_default(cache_dir=data_dir / "models")
+    return data_dir
+
+
 @pytest.fixture
 async def demo_services(services: Services) -> Services:
     """Services with the demo data set loaded."""
