@@ -6,31 +6,21 @@ The close is a conditional UPDATE (still resolved, still old enough), so concurr
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime
 
 from handlers.context import AppContext
+from handlers.notifications.periodic import PeriodicWorker
 
 log = logging.getLogger(__name__)
 
 
-class AutoCloser:
+class AutoCloser(PeriodicWorker):
+    what = "auto-close"
     name = "ticket-auto-close"
 
     def __init__(self, ctx: AppContext, *, interval: float = 60.0) -> None:
         self.ctx, self.interval = ctx, interval
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("auto-close failed; trying again in %.0fs", self.interval)
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval)
-            except TimeoutError:
-                pass
 
     async def run_once(self, now: datetime | None = None) -> int:
         now = now or self.ctx.clock()

@@ -8,11 +8,11 @@ transaction.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime
 
 from handlers.context import AppContext
+from handlers.notifications.periodic import PeriodicWorker
 from handlers.tickets.common import departments
 from handlers.tickets.notify import alert_department, alert_staff
 from handlers.tickets.sla import warning_time
@@ -21,22 +21,12 @@ from storage.models import Ticket
 log = logging.getLogger(__name__)
 
 
-class SlaWatcher:
+class SlaWatcher(PeriodicWorker):
+    what = "SLA check"
     name = "sla-watcher"
 
     def __init__(self, ctx: AppContext, *, interval: float = 30.0) -> None:
         self.ctx, self.interval = ctx, interval
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("SLA check failed; trying again in %.0fs", self.interval)
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval)
-            except TimeoutError:
-                pass
 
     async def run_once(self, now: datetime | None = None) -> int:
         """Check every open ticket once; returns how many warnings and breaches this call fired."""
