@@ -34,6 +34,12 @@ class AppContext:
     sender: Any = None
     data_dir: str = "./data"
     extras: dict[str, Any] = field(default_factory=dict)
+    # Read-only units of work for look-ups on hot paths (cheaper: no transaction round trips on PostgreSQL);
+    # `read()` falls back to `uow` when the composition root gives none.
+    reader: Callable[[], UnitOfWork] | None = None
+
+    def read(self) -> UnitOfWork:
+        return (self.reader or self.uow)()
 
     async def wake_dispatcher(self) -> None:
         """Tell the notification dispatcher there is new work; a lost wake-up only delays it (it polls)."""

@@ -6,16 +6,17 @@ Also the client's side of personal data: consent, linking a Telegram account, an
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy import Row, Select, bindparam, select, update
 
 from handlers.context import AppContext
 from handlers.dto import ClientProfile, NotFound, PinCheck
 from handlers.phones import normalize_phone
 from handlers.pin import hash_pin, verify_pin
-from storage.models import Account, Call, Customer, CustomerPhone, Interaction, Subscription, Ticket
+from storage.models import Account, Call, Customer, CustomerPhone, Interaction, Staff, Subscription, Ticket
 
 MAX_PIN_FAILURES = 5
 PIN_LOCK = timedelta(minutes=15)
@@ -41,14 +42,58 @@ def profile_of(customer: Customer) -> ClientProfile:
     )
 
 
-def _usable(customer: Customer | None) -> bool:
-    return customer is not None and customer.merged_into_id is None and customer.anonymised_at is None
+def _profile_rows(*conditions: Any) -> Select[Any]:
+    """Customers matching `conditions` with manager, phones and accounts in ONE round trip: one row per
+    phone x account (a handful per customer), folded into profiles by `_profiles_from_rows`. Plain columns,
+    not ORM objects: identification runs on every Telegram update and every call, and loading a Customer
+    entity would also fire its two selectin loads."""
+    return (
+        select(Customer.id, Customer.name, Customer.kind, Customer.segment, Customer.language, Customer.email,
+               Customer.telegram_user_id, Customer.manager_id, Staff.name, Customer.consent_at,
+               CustomerPhone.id, CustomerPhone.phone, Account.id, Account.number)
+        .select_from(Customer)
+        .outerjoin(Staff, Staff.id == Customer.manager_id)
+        .outerjoin(CustomerPhone, CustomerPhone.customer_id == Customer.id)
+        .outerjoin(Account, Account.customer_id == Customer.id)
+        .where(Customer.merged_into_id.is_(None), Customer.anonymised_at.is_(None), *conditions)
+    )
+
+
+def _profiles_from_rows(rows: Sequence[Row[Any]]) -> list[ClientProfile]:
+    heads: dict[int, Row[Any]] = {}
+    phones: dict[int, dict[int, str]] = {}
+    accounts: dict[int, dict[int, str]] = {}
+    for row in rows:
+        customer_id = row[0]
+        heads.setdefault(customer_id, row)
+        if row[10] is not None:
+            phones.setdefault(customer_id, {})[row[10]] = row[11]
+        if row[12] is not None:
+            accounts.setdefault(customer_id, {})[row[12]] = row[13]
+    return [
+        ClientProfile(
+            customer_id=cid, name=h[1], kind=h[2], segment=h[3], language=h[4], email=h[5],
+            telegram_user_id=h[6], manager_id=h[7], manager_name=h[8] if h[7] is not None else None,
+            has_consent=h[9] is not None,
+            # Same order as the ORM relationships give (insertion order of the rows).
+            phones=tuple(p for _, p in sorted(phones.get(cid, {}).items())),
+            account_numbers=tuple(n for _, n in sorted(accounts.get(cid, {}).items())),
+        )
+        for cid, h in heads.items()
+    ]
+
+
+# Built once: composing a statement costs more Python than running it.
+_BY_TELEGRAM = _profile_rows(Customer.telegram_user_id == bindparam("telegram_user_id"))
+_BY_PHONE = _profile_rows(Customer.id.in_(
+    select(CustomerPhone.customer_id).where(CustomerPhone.phone == bindparam("phone")).scalar_subquery()))
 
 
 async def identify_by_telegram(ctx: AppContext, telegram_user_id: int) -> ClientProfile | None:
-    async with ctx.uow() as uow:
-        customer = await uow.customers.by_telegram_id(telegram_user_id)
-        return profile_of(customer) if customer is not None and _usable(customer) else None
+    async with ctx.read() as uow:
+        rows = (await uow.session.execute(_BY_TELEGRAM, {"telegram_user_id": telegram_user_id})).all()
+    profiles = _profiles_from_rows(rows)
+    return profiles[0] if profiles else None
 
 
 async def identify_by_phone(ctx: AppContext, raw_phone: str | None) -> ClientProfile | None:
@@ -57,17 +102,10 @@ async def identify_by_phone(ctx: AppContext, raw_phone: str | None) -> ClientPro
     phone = normalize_phone(raw_phone, ctx.config.default_region)
     if phone is None:
         return None
-    async with ctx.uow() as uow:
-        # One round trip: the customer with phones, accounts and manager eagerly joined (the IVR waits on it).
-        result = await uow.session.scalars(
-            select(Customer)
-            .join(CustomerPhone, CustomerPhone.customer_id == Customer.id)
-            .where(CustomerPhone.phone == phone, Customer.merged_into_id.is_(None),
-                   Customer.anonymised_at.is_(None))
-            .options(joinedload(Customer.phones), joinedload(Customer.accounts))
-        )
-        customers = list(result.unique())
-        return profile_of(customers[0]) if len(customers) == 1 else None
+    async with ctx.read() as uow:
+        rows = (await uow.session.execute(_BY_PHONE, {"phone": phone})).all()
+    profiles = _profiles_from_rows(rows)
+    return profiles[0] if len(profiles) == 1 else None
 
 
 async def identify_by_account_pin(ctx: AppContext, account_number: str, pin: str) -> PinCheck:

@@ -18,7 +18,7 @@ from config import BusinessConfig, Settings
 from handlers.context import AppContext
 from handlers.i18n import Translator
 from service.errors import StartupError
-from storage.db import create_engine, create_session_factory
+from storage.db import create_engine, create_read_session_factory, create_session_factory
 from storage.kv import KeyValueBackends
 from storage.migrate import current_revision, head_revision, upgrade_if_behind
 from storage.models import Customer
@@ -46,14 +46,19 @@ class Services:
 
     def __post_init__(self) -> None:
         self._session_factory = create_session_factory(self.engine)
+        self._read_session_factory = create_read_session_factory(self.engine)
         if self.engine.dialect.name == "sqlite":
             self._write_lock = asyncio.Lock()
         # The use cases' view of these services; adapters get it, not the container.
         self.ctx = AppContext(config=self.config, uow=self.uow, t=self.translator, clock=self.clock, kv=self.kv,
-                              data_dir=str(self.settings.data_dir))
+                              data_dir=str(self.settings.data_dir), reader=self.read_uow)
 
     def uow(self) -> UnitOfWork:
         return SqlAlchemyUnitOfWork(self._session_factory, self._write_lock)
+
+    def read_uow(self) -> UnitOfWork:
+        # No write lock: a read-only unit of work never becomes a SQLite write transaction.
+        return SqlAlchemyUnitOfWork(self._read_session_factory, read_only=True)
 
     async def check_database(self, timeout: float = 3.0) -> None:
         async def probe() -> None:

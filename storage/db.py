@@ -28,9 +28,17 @@ def create_engine(database_url: str, *, pool_size: int = 10, echo: bool = False)
         if url.database in (None, "", ":memory:"):
             kwargs["poolclass"] = NullPool
     else:
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
+        # No pool pre-ping: it costs a round trip on every checkout, i.e. on every unit of work. A connection
+        # that died with the server fails its first statement instead; SQLAlchemy recognises the disconnect
+        # and invalidates the whole pool, the request answers 503 (Telegram and Twilio retry it) and the next
+        # one connects afresh (tests/e2e/test_outage.py shows nothing is lost).
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
         # Fail fast when the server is unreachable instead of hanging a request.
         kwargs["connect_args"] = {"timeout": 5, "command_timeout": 30}
+        if url.get_driver_name() == "asyncpg" and "prepared_statement_cache_size" not in url.query:
+            # The product runs a few hundred distinct statements; asyncpg's default cache of 100 per connection
+            # would keep re-preparing them (one extra round trip each time).
+            url = url.update_query_dict({"prepared_statement_cache_size": "500"})
     engine = create_async_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -49,3 +57,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     # expire_on_commit=False: use cases return loaded objects after committing.
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def create_read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for read-only units of work. On PostgreSQL they run in autocommit mode: no BEGIN and no
+    ROLLBACK round trips around a look-up (each statement sees its own snapshot, which is all a one-query
+    read needs). SQLite transactions are local calls, so it keeps the ordinary sessions there."""
+    if engine.dialect.name == "sqlite":
+        return create_session_factory(engine)
+    return async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"),
+                              expire_on_commit=False, autoflush=False)

@@ -50,8 +50,12 @@ class UnitOfWork:
 
 
 class SqlAlchemyUnitOfWork(UnitOfWork):
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession], write_lock: asyncio.Lock | None = None):
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession], write_lock: asyncio.Lock | None = None,
+                 *, read_only: bool = False):
         self._session_factory = session_factory
+        # A read-only unit of work (see storage.db.create_read_session_factory) refuses to commit: on
+        # PostgreSQL its statements autocommit, so a write through it would not be atomic.
+        self._read_only = read_only
         # SQLite has a single writer; serialising our own transactions avoids "database is locked"
         # errors when a read transaction tries to become a write one. None on PostgreSQL.
         self._write_lock = write_lock
@@ -89,6 +93,8 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
                 self._write_lock.release()
 
     async def commit(self) -> None:
+        if self._read_only:
+            raise RuntimeError("a read-only unit of work cannot commit; use ctx.uow() for writes")
         await self.session.commit()
 
     async def rollback(self) -> None:

@@ -46,6 +46,34 @@ async def test_commit_persists_and_lookups_work(services):
         assert await uow.customers.by_phone("+79160000002") == []
 
 
+async def test_read_only_unit_of_work_sees_committed_data_and_refuses_to_commit(services):
+    customer_id = await add_customer(services)
+    async with services.ctx.read() as uow:
+        assert [c.id for c in await uow.customers.by_phone("+79160000001")] == [customer_id]
+        with pytest.raises(RuntimeError, match="read-only"):
+            await uow.commit()
+
+
+async def test_identification_profile_lists_every_phone_and_account_once(services):
+    from handlers.identification import identify_by_phone, identify_by_telegram
+
+    customer_id = await add_customer(services)
+    async with services.uow() as uow:
+        customer = await uow.session.get(Customer, customer_id)
+        customer.telegram_user_id = 4242
+        uow.customers.add(CustomerPhone(customer_id=customer_id, phone="+79160000009"))
+        uow.accounts.add(Account(customer_id=customer_id, number="500002", balance=Decimal("1")))
+        await uow.commit()
+    by_phone = await identify_by_phone(services.ctx, "+7 916 000-00-09")
+    by_telegram = await identify_by_telegram(services.ctx, 4242)
+    assert by_phone == by_telegram
+    assert by_phone is not None and by_phone.customer_id == customer_id
+    # Two phones x two accounts come back as four joined rows; the profile has each once, in creation order.
+    assert by_phone.phones == ("+79160000001", "+79160000009")
+    assert by_phone.account_numbers == ("500001", "500002")
+    assert await identify_by_telegram(services.ctx, 4343) is None
+
+
 async def test_money_is_exact_and_comparable_in_sql(services):
     await add_customer(services, balance="0.10")
     async with services.uow() as uow:
