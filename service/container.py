@@ -99,7 +99,8 @@ def _describe_db_error(exc: BaseException) -> str:
     return text_[0] if text_ else type(exc).__name__
 
 
-async def build_services(settings: Settings, config: BusinessConfig, *, prepare_database: bool = True) -> Services:
+async def build_services(settings: Settings, config: BusinessConfig, *, prepare_database: bool = True,
+                         defer_demo_seed: bool = False) -> Services:
     """Connect to the database and Redis, failing with one clear line when either is unusable."""
     engine = create_engine(settings.database_url)
     kv = (KeyValueBackends.from_url(settings.redis_url, prefix=settings.redis_prefix) if settings.redis_url
@@ -117,7 +118,7 @@ async def build_services(settings: Settings, config: BusinessConfig, *, prepare_
             except Exception as exc:  # redis raises several unrelated types here
                 raise StartupError(f"redis unreachable ({settings.redis_url_safe}): {exc}") from None
         if prepare_database:
-            await _prepare_database(services)
+            await _prepare_database(services, seed=not defer_demo_seed)
         from service.wiring import connect_ports  # wiring imports this module
 
         connect_ports(services)
@@ -127,7 +128,7 @@ async def build_services(settings: Settings, config: BusinessConfig, *, prepare_
     return services
 
 
-async def _prepare_database(services: Services) -> None:
+async def _prepare_database(services: Services, *, seed: bool = True) -> None:
     settings = services.settings
     try:
         if settings.is_sqlite:
@@ -136,11 +137,18 @@ async def _prepare_database(services: Services) -> None:
             log.warning("PostgreSQL schema is behind the code; upgrading now (python main.py db upgrade)")
             await upgrade_if_behind(services.engine, settings.database_url)
         await sync_departments(services.uow, services.config)
-        if settings.is_sqlite and settings.seed_demo and await _is_empty(services):
-            added = await seed_demo(services.uow, services.config)
-            log.info("first run: demo data seeded (%s)", ", ".join(f"{v} {k}" for k, v in added.items()))
+        if seed:
+            await seed_first_run(services)
     except SQLAlchemyError as exc:
         raise StartupError(f"database not usable: {_describe_db_error(exc)}") from None
+
+
+async def seed_first_run(services: Services) -> None:
+    """Demo data on the first run of the embedded default (SQLite, SEED_DEMO on, no customers yet).
+    `serve` runs it once it is listening, so a fresh start answers /health without waiting for it."""
+    if services.settings.is_sqlite and services.settings.seed_demo and await _is_empty(services):
+        added = await seed_demo(services.uow, services.config)
+        log.info("first run: demo data seeded (%s)", ", ".join(f"{v} {k}" for k, v in added.items()))
 
 
 async def _is_empty(services: Services) -> bool:

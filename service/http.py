@@ -75,6 +75,11 @@ async def ready(request: web.Request) -> web.Response:
     classifier = services.ctx.classifier
     if classifier is not None and hasattr(classifier, "ready"):
         checks["topic_model"] = "ok" if classifier.ready else "loading"
+    seeding = services.extras.get("first_run_seed")
+    if seeding is not None and not seeding.done():
+        # The first start's demo data is still going in (a couple of seconds): not ready for traffic yet.
+        checks["demo_data"] = "seeding"
+        down.append("demo_data")
     body = {"status": "ok" if not down else "unavailable", "checks": checks, "down": down}
     return web.json_response(body, status=503 if down else 200)
 

@@ -10,7 +10,7 @@ import time
 from aiohttp import web
 
 from config import BusinessConfig, Settings
-from service.container import Services, build_services
+from service.container import Services, build_services, seed_first_run
 from service.http import create_app
 from service.wiring import build_workers, mount_adapters, warm_up
 from service.workers import WorkerGroup
@@ -49,7 +49,7 @@ def banner(services: Services, host: str, port: int, adapter_lines: list[str], w
 
 
 async def serve(settings: Settings, config: BusinessConfig, *, host: str, port: int, with_workers: bool) -> int:
-    services = await build_services(settings, config)
+    services = await build_services(settings, config, defer_demo_seed=True)
     stop = asyncio.Event()
     _stop_on_signals(stop)
     app = create_app(services)
@@ -65,14 +65,19 @@ async def serve(settings: Settings, config: BusinessConfig, *, host: str, port: 
         except OSError as exc:
             log.error("cannot listen on %s:%s: %s", host, port, exc.strerror or exc)
             return 1
+        # The first run's demo data goes in once we listen (liveness does not need it; /ready says
+        # "seeding" meanwhile), then the workers start, so they never see a half-seeded database.
+        seeding = asyncio.create_task(_seed_then_start(services, workers), name="first-run-seed")
+        services.extras["first_run_seed"] = seeding
         warm = asyncio.create_task(warm_up(services), name="warm-up")
-        if workers is not None:
-            workers.start()
         print(banner(services, host, port, adapter_lines, workers), flush=True)
         await stop.wait()
         stopping = time.monotonic()
         log.info("stopping: no new connections, finishing in-flight requests")
         warm.cancel()
+        # A seed in progress is finished (a second or two), not cut: it is one transaction either way,
+        # but stopping half-way would only make the next start do it again.
+        await asyncio.gather(seeding, return_exceptions=True)
     finally:
         # cleanup() stops listening, waits for in-flight handlers, then runs the app's cleanup hooks.
         await runner.cleanup()
@@ -81,6 +86,15 @@ async def serve(settings: Settings, config: BusinessConfig, *, host: str, port: 
         await services.close()
     log.info("stopped in %.1fs", time.monotonic() - stopping if stopping else 0.0)
     return 0
+
+
+async def _seed_then_start(services: Services, workers: WorkerGroup | None) -> None:
+    try:
+        await seed_first_run(services)
+    except Exception:
+        log.exception("first run: demo data could not be seeded (python main.py demo adds it later)")
+    if workers is not None:
+        workers.start()
 
 
 async def run_workers(settings: Settings, config: BusinessConfig) -> int:

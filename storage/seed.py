@@ -7,6 +7,7 @@ external id and document number, and a second run changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -157,10 +158,17 @@ async def seed_demo(uow_factory: UnitOfWorkFactory, config: BusinessConfig, toda
             staff_by_email[person.email] = row
         await uow.session.flush()
 
+        accounts = {demo.account: await uow.accounts.by_number(demo.account) for demo in DEMO_CUSTOMERS}
+        # PIN hashes are deliberately slow (scrypt, ~50 ms each); hashing them side by side in threads
+        # (hashlib releases the GIL) keeps a first start short.
+        pin_hashes = dict(zip(
+            [number for number, account in accounts.items() if account is None],
+            await asyncio.gather(*(asyncio.to_thread(hash_pin, number[-4:])
+                                   for number, account in accounts.items() if account is None)), strict=True))
         for index, demo in enumerate(DEMO_CUSTOMERS):
-            account = await uow.accounts.by_number(demo.account)
+            account = accounts[demo.account]
             if account is None:
-                account = await _add_customer(uow, demo, staff_by_email, today)
+                account = await _add_customer(uow, demo, staff_by_email, today, pin_hashes[demo.account])
                 added["customers"] += 1
             rng = random.Random(demo.account)  # stable history for the same account on every run
             p, d = await _add_history(uow, account, demo, rng, today, index)
@@ -170,7 +178,8 @@ async def seed_demo(uow_factory: UnitOfWorkFactory, config: BusinessConfig, toda
     return added
 
 
-async def _add_customer(uow: UnitOfWork, demo: DemoCustomer, staff: dict[str, Staff], today: date) -> Account:
+async def _add_customer(uow: UnitOfWork, demo: DemoCustomer, staff: dict[str, Staff], today: date,
+                        pin_hash: str) -> Account:
     manager = staff.get(demo.manager) if demo.manager else None
     customer = Customer(
         kind=demo.kind, name=demo.name, email=demo.email, language=demo.language, segment=demo.segment,
@@ -185,7 +194,7 @@ async def _add_customer(uow: UnitOfWork, demo: DemoCustomer, staff: dict[str, St
     account = Account(
         customer_id=customer.id, number=demo.account, balance=balance, currency="RUB", tariff=demo.tariff,
         status=demo.status, paid_until=today + timedelta(days=int(30 * max(float(balance / demo.monthly_fee), 0))),
-        pin_hash=hash_pin(demo.account[-4:]),
+        pin_hash=pin_hash,
     )
     uow.accounts.add(account)
     await uow.session.flush()

@@ -11,17 +11,34 @@ Typical use::
 This package must not import aiogram, aiohttp or rasa_sdk.
 """
 
-from .engine import (
-    DEFAULT_OOS_LABEL,
-    Classification,
-    LinearTopicModel,
-    TopicClassifier,
-    TopicScore,
-)
-from .model_store import load_model, load_or_train_default, save_model
-from .nlu_data import DataFormatError, Example, load_examples, load_many
-from .trainer import TrainSettings, train
-from .urgency import Urgency, detect_urgency
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# The engine needs numpy, SciPy and scikit-learn (seconds to import). Channels import this package for
+# `remote.classify_text` and `TOPICS` while the service starts, so the heavy names load on first use
+# (PEP 562) and start-up does not wait for them.
+_LAZY = {
+    "DEFAULT_OOS_LABEL": "engine", "Classification": "engine", "LinearTopicModel": "engine",
+    "TopicClassifier": "engine", "TopicScore": "engine",
+    "load_model": "model_store", "load_or_train_default": "model_store", "save_model": "model_store",
+    "DataFormatError": "nlu_data", "Example": "nlu_data", "load_examples": "nlu_data", "load_many": "nlu_data",
+    "TrainSettings": "trainer", "train": "trainer",
+    "Urgency": "urgency", "detect_urgency": "urgency",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "OOS_TOPIC":
+        return __getattr__("DEFAULT_OOS_LABEL")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 TOPICS = (
     "balance",
@@ -38,7 +55,6 @@ TOPICS = (
     "new_connection",
     "feedback",
 )
-OOS_TOPIC = DEFAULT_OOS_LABEL
 
 __all__ = [
     "DEFAULT_OOS_LABEL",

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .engine import Classification
+if TYPE_CHECKING:  # the engine pulls in scikit-learn; channels import this module at start-up
+    from .engine import Classification
 
 log = logging.getLogger(__name__)
 _last_warning = 0.0

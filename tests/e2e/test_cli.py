@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -49,6 +51,18 @@ def test_first_run_answers_health_and_stops_cleanly_on_sigterm(tmp_path):
                 time.sleep(0.1)
         assert body == b'{"status": "ok"}', f"no /health (exit {proc.poll()}):\n{log_path.read_text()[-3000:]}"
         assert (tmp_path / "fresh" / "frontoffice.db").exists()
+        # The demo data goes in after the listener is up; /ready says so until it is there.
+        ready = None
+        while time.monotonic() - started < 120 and ready is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as response:
+                    ready = json.loads(response.read())
+            except urllib.error.HTTPError as exc:
+                assert json.loads(exc.read())["down"] == ["demo_data"]
+                time.sleep(0.1)
+            except OSError:
+                time.sleep(0.1)
+        assert ready is not None and ready["status"] == "ok", ready
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
