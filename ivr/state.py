@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from handlers.dto import ClientProfile
@@ -39,9 +39,11 @@ class CallState:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        data = asdict(self)
+        # Field by field rather than dataclasses.asdict, which deep-copies everything: this runs on every
+        # step of every call, and the values are strings, numbers, tuples and one flat profile.
+        data = {name: getattr(self, name) for name in _STATE_FIELDS}
         if self.client is not None:
-            data["client"] = asdict(self.client)
+            data["client"] = {name: getattr(self.client, name) for name in _CLIENT_FIELDS}
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
 
     @classmethod
@@ -56,6 +58,10 @@ class CallState:
             client_fields = {f.name for f in fields(ClientProfile)}
             data["client"] = ClientProfile(**{k: v for k, v in client.items() if k in client_fields})
         return cls(**data)
+
+
+_STATE_FIELDS = tuple(f.name for f in fields(CallState))
+_CLIENT_FIELDS = tuple(f.name for f in fields(ClientProfile))
 
 
 class CallStateStore:
