@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from storage.models import Call, Interaction, ProcessedUpdate
 from storage.repositories.base import Repository
@@ -25,8 +25,11 @@ class CallRepository(Repository):
         return await self.session.scalar(select(Call).where(Call.call_sid == call_sid))
 
 
+_PROCESSED = select(ProcessedUpdate).where(ProcessedUpdate.source == bindparam("source"),
+                                           ProcessedUpdate.key == bindparam("key"))
+
+
 class ProcessedUpdateRepository(Repository):
     async def get(self, source: str, key: str) -> ProcessedUpdate | None:
-        return await self.session.scalar(
-            select(ProcessedUpdate).where(ProcessedUpdate.source == source, ProcessedUpdate.key == key)
-        )
+        # Asked for every webhook delivery (was it processed already?): a statement built once.
+        return await self.session.scalar(_PROCESSED, {"source": source, "key": key})

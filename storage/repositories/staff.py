@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from storage.models import Department, Staff
 from storage.repositories.base import Repository
+
+_BY_TELEGRAM_ID = select(Staff).where(Staff.telegram_id == bindparam("telegram_id"), Staff.is_active.is_(True))
 
 
 class DepartmentRepository(Repository):
@@ -22,9 +24,8 @@ class StaffRepository(Repository):
         return await self.session.get(Staff, staff_id)
 
     async def by_telegram_id(self, telegram_id: int) -> Staff | None:
-        return await self.session.scalar(
-            select(Staff).where(Staff.telegram_id == telegram_id, Staff.is_active.is_(True))
-        )
+        # Asked on every Telegram update (is the sender staff?): a statement built once.
+        return await self.session.scalar(_BY_TELEGRAM_ID, {"telegram_id": telegram_id})
 
     async def by_email(self, email: str) -> Staff | None:
         return await self.session.scalar(select(Staff).where(Staff.email == email.strip().lower()))

@@ -85,23 +85,11 @@ class TicketRepository(Repository):
 
     async def open_follow_up(self, customer_id: int, topic: str, since: datetime) -> Ticket | None:
         """The customer's open ticket on this topic with activity since `since` (a follow-up joins it)."""
-        return await self.session.scalar(
-            select(Ticket)
-            .where(Ticket.customer_id == customer_id, Ticket.topic == topic,
-                   Ticket.status.in_(OPEN_STATUSES), Ticket.updated_at >= since)
-            .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
-            .limit(1)
-        )
+        return await self.session.scalar(_OPEN_FOLLOW_UP, {"customer_id": customer_id, "topic": topic,
+                                                           "since": since})
 
     async def latest_active(self, customer_id: int) -> Ticket | None:
-        return await self.session.scalar(
-            select(Ticket)
-            .where(Ticket.customer_id == customer_id, Ticket.status.in_(ACTIVE_STATUSES))
-            # An open ticket wins over a just-resolved one; among equals, the most recently active.
-            .order_by(func.coalesce(Ticket.status.in_(OPEN_STATUSES), False).desc(), Ticket.updated_at.desc(),
-                      Ticket.id.desc())
-            .limit(1)
-        )
+        return await self.session.scalar(_LATEST_ACTIVE, {"customer_id": customer_id})
 
     async def for_customer(self, customer_id: int, limit: int = 10) -> list[Ticket]:
         """Open tickets first (newest first), then the most recent others."""
@@ -163,18 +151,7 @@ class TicketRepository(Repository):
 
     async def on_duty_candidates(self, department_id: int) -> list[tuple[int, str, int]]:
         """(id, name, open tickets) of the on-duty agents and managers of a department, in one query."""
-        open_count = (
-            select(func.count())
-            .where(Ticket.assignee_id == Staff.id, Ticket.status.in_(OPEN_STATUSES))
-            .correlate(Staff)
-            .scalar_subquery()
-        )
-        rows = await self.session.execute(
-            select(Staff.id, Staff.name, open_count)
-            .where(Staff.department_id == department_id, Staff.is_active.is_(True), Staff.on_duty.is_(True),
-                   Staff.role.in_(("agent", "manager")))
-            .order_by(Staff.id)
-        )
+        rows = await self.session.execute(_ON_DUTY_CANDIDATES, {"department_id": department_id})
         return [(int(i), str(n), int(c)) for i, n, c in rows]
 
     # ------------------------------------------------------------------ events and attachments
@@ -283,6 +260,35 @@ class TicketRepository(Repository):
             .group_by(Ticket.department_id, Ticket.assignee_id)
         )
         return [(int(d), None if a is None else int(a), int(c)) for d, a, c in rows]
+
+
+# Statements that run on every inbound message are built once: composing a select costs more Python than
+# executing its cached compiled form.
+_OPEN_FOLLOW_UP = (
+    select(Ticket)
+    .where(Ticket.customer_id == bindparam("customer_id"), Ticket.topic == bindparam("topic"),
+           Ticket.status.in_(OPEN_STATUSES), Ticket.updated_at >= bindparam("since"))
+    .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
+    .limit(1)
+)
+_LATEST_ACTIVE = (
+    select(Ticket)
+    .where(Ticket.customer_id == bindparam("customer_id"), Ticket.status.in_(ACTIVE_STATUSES))
+    # An open ticket wins over a just-resolved one; among equals, the most recently active.
+    .order_by(func.coalesce(Ticket.status.in_(OPEN_STATUSES), False).desc(), Ticket.updated_at.desc(),
+              Ticket.id.desc())
+    .limit(1)
+)
+_ON_DUTY_CANDIDATES = (
+    select(Staff.id, Staff.name,
+           select(func.count())
+           .where(Ticket.assignee_id == Staff.id, Ticket.status.in_(OPEN_STATUSES))
+           .correlate(Staff)
+           .scalar_subquery())
+    .where(Staff.department_id == bindparam("department_id"), Staff.is_active.is_(True),
+           Staff.on_duty.is_(True), Staff.role.in_(("agent", "manager")))
+    .order_by(Staff.id)
+)
 
 
 def _priority_rank_expr() -> Any:
