@@ -20,9 +20,19 @@ class Worker(Protocol):
     async def run(self, stop: asyncio.Event) -> None: ...
 
 
-async def supervise(worker: Worker, stop: asyncio.Event, *, min_delay: float = 1.0, max_delay: float = 60.0) -> None:
+async def supervise(worker: Worker, stop: asyncio.Event, *, min_delay: float = 1.0, max_delay: float = 60.0,
+                    healthy_after: float | None = None) -> None:
+    """Run `worker` until `stop`; restart it after a crash with pauses doubling from `min_delay` to `max_delay`.
+
+    The pause goes back to `min_delay` once a run has lasted `healthy_after` seconds (default: `max_delay`):
+    without that, each crash of a past outage would still lengthen the pause before the next restart, and
+    after a few outages a worker would stay down a full minute after a single transient error.
+    """
+    healthy_after = max_delay if healthy_after is None else healthy_after
+    loop = asyncio.get_running_loop()
     delay = min_delay
     while not stop.is_set():
+        started = loop.time()
         try:
             await worker.run(stop)
             delay = min_delay
@@ -31,6 +41,8 @@ async def supervise(worker: Worker, stop: asyncio.Event, *, min_delay: float = 1
         except asyncio.CancelledError:
             raise
         except Exception:
+            if loop.time() - started >= healthy_after:
+                delay = min_delay
             log.exception("worker %s crashed; restarting in %.0fs", worker.name, delay)
             try:
                 await asyncio.wait_for(stop.wait(), delay)

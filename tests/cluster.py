@@ -32,24 +32,38 @@ PUBLIC_BASE_URL = "https://frontoffice.example"
 
 
 class TcpProxy:
-    """Forwards a local port to a target; `cut()` drops every connection and refuses new ones."""
+    """Forwards a local port to a target; `cut()` drops every connection and refuses new ones until
+    `restore()`, as a server outage or a network partition looks to the client (connection reset, then
+    connection refused). The real server keeps running for everybody else."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.port = free_port()
+        self.connections = 0  # accepted since start: shows the clients really went through the proxy
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._generation = 0  # bumped by every cut
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        generation = self._generation
+        self._writers.add(writer)
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
+            self._writers.discard(writer)
             writer.close()
             return
-        self._writers |= {writer, up_writer}
+        if generation != self._generation:
+            # Accepted before a cut that happened while we were connecting upstream: it must not survive it.
+            writer.transport.abort()
+            up_writer.transport.abort()
+            self._writers.discard(writer)
+            return
+        self.connections += 1
+        self._writers.add(up_writer)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
@@ -66,14 +80,18 @@ class TcpProxy:
         self._writers -= {writer, up_writer}
 
     async def cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        self._generation += 1
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()  # refuse new connections from now on
+        # Reset every open connection before waiting for the server: from Python 3.12 on, wait_closed()
+        # waits for the connections too.
         for writer in list(self._writers):
             with contextlib.suppress(Exception):
                 writer.transport.abort()
         self._writers.clear()
+        if server is not None:
+            await server.wait_closed()
 
     async def restore(self) -> None:
         await self.start()

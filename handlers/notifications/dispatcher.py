@@ -10,6 +10,11 @@ How it stays correct with several processes:
   The remaining window — death between Telegram's answer and the marker write (microseconds), or any crash
   when Redis is not configured (the marker is in-process then) — can repeat a message: delivery is
   at-least-once, duplicates are limited to that window.
+- A database or Redis outage never stalls alerts past the outage: the loop retries on its own within
+  seconds (it does not crash into the supervisor's growing pauses), and rows this dispatcher had leased but
+  could not finish (the database went away mid-batch) are taken back by this same dispatcher as soon as the
+  database answers, instead of waiting out their lease. Taking back is a compare-and-set on the lease value we
+  wrote, so a row someone else claimed meanwhile is left alone, and the "sent" marker check still runs first.
 - 429: the row waits exactly `retry_after` (not counted as a failed attempt) and nobody sends to that chat
   before then; 5xx/timeouts: exponential backoff; 403 / chat gone: a staff member is marked unreachable and
   the alert goes to the department group (or, with no group, to colleagues on duty / supervisors); a client
@@ -23,8 +28,9 @@ import html
 import logging
 import random
 import re
+import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +57,13 @@ MAX_ATTEMPTS = 25
 MAX_BACKOFF = 300.0
 SENT_MARKER_TTL = 7 * 24 * 3600
 MAX_REROUTES = 3
+# After a failed pass (database/Redis unreachable) the loop tries again after 0.5 s, doubling up to this cap:
+# short, so recovery is noticed within seconds, not after minutes of supervisor back-off.
+MAX_LOOP_RETRY = 5.0
+# A row whose delivery raised is retried by us on the next pass, then after 1 s, doubling up to this cap (a
+# row that hits a bug every time must not spin; an outage-hit row goes again promptly).
+MAX_HELD_RETRY = 60.0
+ERROR_LOG_INTERVAL = 30.0
 _TAG = re.compile(r"<[^>]+>")
 
 
@@ -66,6 +79,15 @@ class Target:
     dead_reason: str | None = None
 
 
+@dataclass
+class _Held:
+    """A row still leased to this dispatcher that it could not finish; it takes the row back itself."""
+
+    lease: datetime  # the locked_until value we wrote: our proof of ownership for the compare-and-set
+    failures: int = 0  # consecutive unexpected errors on this row
+    retry_at: float = 0.0  # time.monotonic()
+
+
 class NotificationDispatcher:
     name = "notification-dispatcher"
 
@@ -77,6 +99,9 @@ class NotificationDispatcher:
         self.chat_wait = chat_wait
         self._slots = asyncio.Semaphore(concurrency)
         self._warned_no_sender = False
+        self._held: dict[int, _Held] = {}
+        self._last_error_log = float("-inf")
+        self._answered_at = 0.0  # when the database last answered a claim (for the recovery log line)
 
     # ------------------------------------------------------------------ worker loop
 
@@ -84,6 +109,8 @@ class NotificationDispatcher:
         wake = asyncio.Event()
         listener = asyncio.create_task(self._listen(wake), name="outbox-wake")
         try:
+            retry = 0.5
+            failing_since: float | None = None
             while not stop.is_set():
                 handled = 0
                 if self.ctx.sender is None:
@@ -91,11 +118,25 @@ class NotificationDispatcher:
                         log.warning("no message sender (BOT_TOKEN unset): notifications stay pending")
                         self._warned_no_sender = True
                 else:
-                    handled = await self.run_once()
-                if handled >= self.batch_size:
+                    try:
+                        handled = await self.run_once()
+                    except Exception as exc:
+                        # Typically the database is unreachable. Crashing would hand us to the supervisor, whose
+                        # pauses grow with every crash of an outage (1, 2, 4, 8 s...); retrying here with a short
+                        # cap picks the work up within seconds of recovery.
+                        failing_since = failing_since or time.monotonic()
+                        self._log_error("notification pass failed, retrying in %.1fs: %r", retry, exc)
+                        await _wait_any(stop, asyncio.Event(), retry)
+                        retry = min(retry * 2, MAX_LOOP_RETRY)
+                        continue
+                    if failing_since is not None:
+                        log.warning("notification dispatcher recovered: storage answered again %.1fs after the "
+                                    "first failure", self._answered_at - failing_since)
+                        failing_since, retry = None, 0.5
+                if handled >= self.batch_size or (self.ctx.sender is not None and self._held_due()):
                     continue  # more may be waiting: no pause
                 wake.clear()
-                await _wait_any(stop, wake, self.poll_interval)
+                await _wait_any(stop, wake, self._next_pause())
         finally:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
@@ -112,13 +153,27 @@ class NotificationDispatcher:
                 await asyncio.sleep(5)
 
     async def run_once(self) -> int:
-        """Claim one batch of due rows and deliver them; returns how many rows were claimed."""
+        """Take back our unfinished rows, claim one batch of due rows and deliver them all; returns how many
+        rows were claimed or taken back."""
         now = self.ctx.clock()
-        async with self.ctx.uow() as uow:
-            rows = await uow.outbox.claim(now, now + timedelta(seconds=self.lease), self.batch_size)
-            await uow.commit()
+        lease_until = now + timedelta(seconds=self.lease)
+        rows = await self._take_back(lease_until)
+        if len(rows) < self.batch_size:
+            async with self.ctx.uow() as uow:
+                rows += await uow.outbox.claim(now, lease_until, self.batch_size - len(rows))
+                await uow.commit()
+        self._answered_at = time.monotonic()
         if not rows:
             return 0
+        try:
+            await self._deliver_batch(rows)
+        except BaseException:
+            # Resolving recipients failed (or we are being cancelled): the rows are still ours for a lease.
+            self._hold(rows, failed=True)
+            raise
+        return len(rows)
+
+    async def _deliver_batch(self, rows: list[Notification]) -> None:
         targets = await self._resolve(rows)
         # Same chat in order, one after another; different chats side by side.
         by_chat: dict[Any, list[tuple[Notification, Target]]] = {}
@@ -128,8 +183,68 @@ class NotificationDispatcher:
             by_chat.setdefault(key, []).append((row, target))
         # Stop touching rows shortly before our lease ends: after that another dispatcher may claim them.
         lease_end = asyncio.get_running_loop().time() + self.lease - min(10.0, self.lease / 3)
-        await asyncio.gather(*(self._deliver_chat(items, lease_end) for items in by_chat.values()))
-        return len(rows)
+        results = await asyncio.gather(*(self._deliver_chat(items, lease_end) for items in by_chat.values()))
+        for failed, unstarted in results:
+            self._hold(failed, failed=True)
+            self._hold(unstarted, failed=False)
+
+    # ------------------------------------------------------------------ rows left unfinished
+
+    def _hold(self, rows: list[Notification], *, failed: bool) -> None:
+        """Remember rows we still hold a lease on but did not finish, to take them back ourselves."""
+        now = time.monotonic()
+        for row in rows:
+            if row.locked_until is None:
+                continue
+            held = self._held.pop(row.id, None)
+            failures = (held.failures if held else 0) + (1 if failed else 0)
+            # The first failure is retried on the next pass (an outage: the loop's own pause applies), later
+            # ones after 1, 2, 4... s.
+            delay = min(MAX_HELD_RETRY, 2.0 ** (failures - 2)) if failures >= 2 else 0.0
+            self._held[row.id] = _Held(lease=row.locked_until, failures=failures, retry_at=now + delay)
+
+    def _held_due(self) -> bool:
+        now = time.monotonic()
+        return any(h.retry_at <= now for h in self._held.values())
+
+    def _next_pause(self) -> float:
+        if not self._held or self.ctx.sender is None:
+            return self.poll_interval
+        return max(0.0, min(self.poll_interval, min(h.retry_at for h in self._held.values()) - time.monotonic()))
+
+    async def _take_back(self, lease_until: datetime) -> list[Notification]:
+        """Renew the lease on our unfinished rows, only where it is still the lease we wrote (nobody claimed
+        the row since, it is still pending). Rows lost that way are forgotten; a database error leaves the
+        list as it is for the next pass."""
+        now = time.monotonic()
+        due = {row_id: held for row_id, held in self._held.items() if held.retry_at <= now}
+        if not due:
+            return []
+        by_lease: dict[datetime, list[int]] = {}
+        for row_id, held in due.items():
+            by_lease.setdefault(held.lease, []).append(row_id)
+        taken: list[Notification] = []
+        async with self.ctx.uow() as uow:
+            for lease, ids in by_lease.items():
+                taken += await uow.outbox.renew_leases(ids, lease, lease_until)
+            await uow.commit()
+        kept = {row.id for row in taken}
+        for row_id in due.keys() - kept:
+            self._held.pop(row_id, None)
+        for row in taken:  # the new lease is now the proof of ownership
+            held = self._held[row.id]
+            held.lease = row.locked_until  # type: ignore[assignment]
+        if taken:
+            log.info("took back %s unfinished outbox rows", len(taken))
+        taken.sort(key=lambda n: n.id)
+        return taken
+
+    def _log_error(self, message: str, *args: Any) -> None:
+        """An outage fails every pass: log the first failure with its traceback, then once in a while."""
+        now = time.monotonic()
+        if now - self._last_error_log >= ERROR_LOG_INTERVAL:
+            self._last_error_log = now
+            log.error(message, *args, exc_info=True)
 
     # ------------------------------------------------------------------ resolving recipients
 
@@ -187,23 +302,37 @@ class NotificationDispatcher:
 
     # ------------------------------------------------------------------ delivering
 
-    async def _deliver_chat(self, items: list[tuple[Notification, Target]], lease_end: float) -> None:
+    async def _deliver_chat(self, items: list[tuple[Notification, Target]],
+                            lease_end: float) -> tuple[list[Notification], list[Notification]]:
+        """Deliver one chat's rows in order; returns the rows that failed unexpectedly and those not started
+        (still leased to us, see `_hold`)."""
+        failed: list[Notification] = []
         async with self._slots:
             for index, (row, target) in enumerate(items):
                 if asyncio.get_running_loop().time() >= lease_end:
-                    return  # the lease expires and the rows come back on their own; never risk a double send
+                    # Never touch a row past our lease without renewing it first (another dispatcher may own
+                    # it by then): `_take_back` renews it only if nobody did.
+                    return failed, [r for r, _t in items[index:]]
                 try:
                     postponed = await self._deliver(row, target)
                 except Exception:
-                    # A bug or a database hiccup must not stop the others; the lease brings the row back.
-                    log.exception("outbox %s: delivery failed unexpectedly", row.id)
+                    # A bug or a database hiccup must not stop the others; we take the row back shortly.
+                    self._log_error("outbox %s: delivery failed unexpectedly", row.id)
+                    failed.append(row)
                     continue
+                self._held.pop(row.id, None)
                 if postponed is not None:
                     # This chat is busy (flood limit): the rest of its rows wait their turn without attempts.
                     interval = self.pacer.interval(target.chat_id or 0)
                     for offset, (later, _t) in enumerate(items[index + 1:], start=1):
-                        await self._reschedule(later, postponed + interval * offset, None, count=False)
-                    return
+                        try:
+                            await self._reschedule(later, postponed + interval * offset, None, count=False)
+                            self._held.pop(later.id, None)
+                        except Exception:
+                            self._log_error("outbox %s: could not postpone", later.id)
+                            failed.append(later)
+                    break
+        return failed, []
 
     async def _deliver(self, row: Notification, target: Target) -> float | None:
         """Deliver one row; returns seconds to postpone the chat's remaining rows, else None."""

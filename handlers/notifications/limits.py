@@ -34,6 +34,7 @@ _LOCAL_SCHEDULES: weakref.WeakKeyDictionary[KeyValueBackends, list[float]] = wea
 # When each of this process's recent sends actually left (a late wake-up must not bunch up with the next).
 _RECENT_SENDS: weakref.WeakKeyDictionary[KeyValueBackends, deque[float]] = weakref.WeakKeyDictionary()
 WINDOW_MARGIN = 0.03
+WARN_INTERVAL = 10.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class DeliveryPacer:
     def __init__(self, kv: KeyValueBackends, limits: TelegramLimits = TelegramLimits()) -> None:
         self._kv, self.limits = kv, limits
         self._key = _redis_prefix(kv) + "tg:global:next"
+        self._warned_at = float("-inf")
 
     def interval(self, chat_id: int) -> float:
         return self.limits.group_interval if chat_id < 0 else self.limits.chat_interval
@@ -101,7 +103,11 @@ class DeliveryPacer:
             try:
                 return float(await redis.eval(_RESERVE, 1, self._key, f"{now:.6f}", f"{step:.6f}"))
             except Exception as exc:  # Redis down: pace this process alone rather than stop
-                log.warning("shared send schedule unavailable, pacing locally: %s", exc)
+                # Once per interval, not once per message (up to 29 a second during an outage).
+                now_mono = time.monotonic()
+                if now_mono - self._warned_at >= WARN_INTERVAL:
+                    self._warned_at = now_mono
+                    log.warning("shared send schedule unavailable, pacing locally: %s", exc)
         schedule = _LOCAL_SCHEDULES.setdefault(self._kv, [0.0])
         at = max(schedule[0], now)
         schedule[0] = at + step

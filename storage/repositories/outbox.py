@@ -49,6 +49,20 @@ class OutboxRepository(Repository):
         rows.sort(key=lambda n: n.id)
         return rows
 
+    async def renew_leases(self, ids: list[int], held_lease: datetime, lease_until: datetime) -> list[Notification]:
+        """Extend the lease on rows still pending under exactly `held_lease` (the value this dispatcher
+        wrote when it claimed them): a compare-and-set, so a row another dispatcher claimed since, or one
+        already finished, is left alone. Returns the rows renewed."""
+        stmt = (
+            update(Notification)
+            .where(Notification.id.in_(ids), Notification.status == "pending",
+                   Notification.locked_until == held_lease)
+            .values(locked_until=lease_until)
+            .returning(Notification)
+            .execution_options(synchronize_session=False)
+        )
+        return list((await self.session.scalars(stmt)).all())
+
     async def pending_count(self) -> int:
         return int(await self.session.scalar(
             select(func.count()).select_from(Notification).where(Notification.status == "pending")) or 0)

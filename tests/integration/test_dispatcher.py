@@ -300,3 +300,111 @@ async def test_long_texts_are_split_and_documents_sent(env, tmp_path) -> None:
     assert texts[-1][2] is not None and texts[0][2] is None  # buttons on the last part only
     assert [m for m in sender.messages if m[0] == 43] == [(43, "act.pdf", b"%PDF-1.4 test")]
     assert split_message("a" * 10000)[0] == "a" * 4096
+
+
+class DatabaseOutage:
+    """Makes `ctx.uow()` fail like an unreachable database, after `allow` more units of work succeed."""
+
+    def __init__(self, ctx) -> None:  # type: ignore[no-untyped-def]
+        self._uow, self.down, self.allow = ctx.uow, False, 0
+        ctx.uow = self
+
+    def __call__(self):  # type: ignore[no-untyped-def]
+        if self.down:
+            if self.allow <= 0:
+                raise ConnectionRefusedError(111, "Connect call failed (test outage)")
+            self.allow -= 1
+        return self._uow()
+
+
+async def test_rows_leased_before_a_database_outage_go_out_right_after_it(env) -> None:
+    """The database goes away between claiming a batch and delivering it: the rows stay leased (90 s) to
+    this dispatcher, which takes them back as soon as the database answers, not when the lease runs out."""
+    services, api = env
+    ctx = services.ctx
+    await open_no_connection(ctx)
+    outage = DatabaseOutage(ctx)
+    dispatcher = NotificationDispatcher(ctx, limits=FAST)
+    outage.down, outage.allow = True, 1  # the claim gets through, resolving the recipient does not
+    with pytest.raises(ConnectionRefusedError):
+        await dispatcher.run_once()
+    with pytest.raises(ConnectionRefusedError):  # still down: nothing changes
+        await dispatcher.run_once()
+    outage.down = False
+    [row] = await rows(ctx)
+    assert row.status == "pending" and row.locked_until > ctx.clock() + timedelta(seconds=60)
+    assert api.sent("sendMessage") == []
+    assert await NotificationDispatcher(ctx, limits=FAST).run_once() == 0  # the lease keeps others out...
+    assert await dispatcher.run_once() == 1  # ...and its holder delivers at once, clock not moved
+    [row] = await rows(ctx)
+    assert row.status == "sent" and len(api.sent("sendMessage")) == 1
+    assert await dispatcher.run_once() == 0
+
+
+async def test_sent_during_the_outage_is_marked_after_it_not_sent_again(env) -> None:
+    """Telegram accepted the alert, then the database went away before the row was marked sent: after the
+    outage the same dispatcher marks it from the "sent" marker and does not send it twice."""
+    services, api = env
+    ctx = services.ctx
+    await open_no_connection(ctx)
+    outage = DatabaseOutage(ctx)
+    dispatcher = NotificationDispatcher(ctx, limits=FAST)
+    original_mark = dispatcher._mark_sent
+
+    async def mark_during_outage(*args, **kwargs):  # type: ignore[no-untyped-def]
+        outage.down = True
+        return await original_mark(*args, **kwargs)
+
+    dispatcher._mark_sent = mark_during_outage  # type: ignore[method-assign]
+    assert await dispatcher.run_once() == 1  # the failure is contained to the row
+    assert len(api.sent("sendMessage")) == 1
+    outage.down = False
+    [row] = await rows(ctx)
+    assert row.status == "pending"
+    dispatcher._mark_sent = original_mark  # type: ignore[method-assign]
+    assert await dispatcher.run_once() == 1
+    [row] = await rows(ctx)
+    assert row.status == "sent" and row.telegram_message_id is not None
+    assert len(api.sent("sendMessage")) == 1
+
+
+async def test_a_row_claimed_by_another_dispatcher_meanwhile_is_not_taken_back(env) -> None:
+    """Taking back is a compare-and-set on our lease: when it ran out and another dispatcher delivered the
+    row, the first one leaves it alone."""
+    services, api = env
+    ctx = services.ctx
+    await open_no_connection(ctx)
+    outage = DatabaseOutage(ctx)
+    first = NotificationDispatcher(ctx, limits=FAST)
+    outage.down, outage.allow = True, 1
+    with pytest.raises(ConnectionRefusedError):
+        await first.run_once()
+    outage.down = False
+    ctx.clock.advance(seconds=120)  # the first one stayed away longer than its lease
+    assert await NotificationDispatcher(ctx, limits=FAST).run_once() == 1
+    assert await first.run_once() == 0
+    assert len(api.sent("sendMessage")) == 1
+    [row] = await rows(ctx)
+    assert row.status == "sent"
+
+
+async def test_worker_loop_rides_out_a_database_outage_and_delivers_within_seconds(env, caplog) -> None:
+    """The loop does not crash (which would hand it to the supervisor's growing pauses): it retries on its
+    own and delivers as soon as the database is back."""
+    services, api = env
+    ctx = services.ctx
+    outage = DatabaseOutage(ctx)
+    outage.down = True
+    stop = asyncio.Event()
+    task = asyncio.create_task(NotificationDispatcher(ctx, limits=FAST, poll_interval=0.05).run(stop))
+    await asyncio.sleep(3)  # several failed passes (0.5, 1, 2 s apart...)
+    assert not task.done(), "the dispatcher crashed on a database outage"
+    outage.down = False
+    back = asyncio.get_running_loop().time()
+    await open_no_connection(ctx)
+    await api.wait_for(lambda calls: any(c.method == "sendMessage" for c in calls), timeout=10)
+    # The loop's retry pause is capped at 5 s: recovery is noticed within it.
+    assert asyncio.get_running_loop().time() - back < 6
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert "notification pass failed" in caplog.text and "dispatcher recovered" in caplog.text
