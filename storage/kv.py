@@ -377,9 +377,14 @@ class KeyValueBackends:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "fo:") -> KeyValueBackends:
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
 
-        client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=15)
+        # A bounded pool: a burst of concurrent requests waits (up to 2 s) for one of 64 connections instead
+        # of opening a connection per request (each new one costs a TCP handshake and client set-up, and a
+        # hundred at once under load was enough to hit the connect timeout and flip to the fallback).
+        pool = BlockingConnectionPool.from_url(url, max_connections=64, timeout=2, socket_connect_timeout=2,
+                                               socket_timeout=2, health_check_interval=15)
+        client = Redis.from_pool(pool)
         return cls(
             ResilientKeyValue(RedisKeyValue(client, prefix)),
             ResilientLocks(RedisLocks(client, prefix + "lock:")),
