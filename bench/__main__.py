@@ -73,6 +73,8 @@ def steps(db: str, redis: str) -> list[Step]:
              ["-m", "bench.ivr", "--seconds", "3", "--concurrency", "100", *both, "--json"], json_output=True),
         Step("rasa", ["-m", "bench.rasa", "--seconds", "10", *both, "--json"], "no target set by the issue",
              ["-m", "bench.rasa", "--seconds", "3", *both, "--json"], json_output=True),
+        Step("memory", ["-m", "bench.memory", "--seconds", "30", *both], "web process under mixed load < 300 MB",
+             ["-m", "bench.memory", "--seconds", "5", *both]),
         Step("imports", ["-m", "bench.imports", "--rows", "1000000", *pg], "1,000,000 customers in < 5 min",
              ["-m", "bench.imports", "--rows", "20000", *pg]),
         Step("lookup", ["-m", "bench.lookup", "--rows", "1000000", *pg], "look-up by phone p99 < 2 ms",
