@@ -550,6 +550,16 @@ async def test_forged_and_missing_signatures_are_refused_and_nothing_is_recorded
     assert resp.status == 403
 
 
+async def test_a_body_over_the_size_limit_is_refused_as_too_large(ivr):  # type: ignore[no-untyped-def]
+    svc, fakes, client = ivr
+    params = {"CallSid": "CA" + "d" * 32, "From": KNOWN, "SpeechResult": "Ж" * 300_000}  # > 1 MB encoded
+    sig = RequestValidator(TOKEN).compute_signature(BASE + "/ivr/twilio/voice", params)
+    resp = await client.post("/ivr/twilio/voice", data=params, headers={"X-Twilio-Signature": sig})
+    assert resp.status == 413
+    async with svc.ctx.uow() as uow:
+        assert await uow.session.scalar(select(Call).where(Call.call_sid == params["CallSid"])) is None
+
+
 async def test_malformed_requests_get_valid_twiml_never_a_500(ivr):  # type: ignore[no-untyped-def]
     svc, fakes, client = ivr
 
