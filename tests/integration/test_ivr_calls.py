@@ -633,8 +633,8 @@ async def test_database_down_still_answers_with_the_operator(ivr):  # type: igno
         broken_uow()
 
     fakes.identify_by_phone = identify  # type: ignore[method-assign]
-    original = svc.ctx.uow
-    svc.ctx.uow = broken_uow
+    original, original_reader = svc.ctx.uow, svc.ctx.reader
+    svc.ctx.uow = svc.ctx.reader = broken_uow
     try:
         app = web.Application()
         setup(app, svc.ctx, svc.settings, use_cases=fakes.use_cases())
@@ -646,7 +646,7 @@ async def test_database_down_still_answers_with_the_operator(ivr):  # type: igno
             # The status callback asks Twilio to retry later instead of losing the call's end.
             await phone.post(BASE + "/ivr/twilio/status", {"CallStatus": "completed"}, expect=503)
     finally:
-        svc.ctx.uow = original
+        svc.ctx.uow, svc.ctx.reader = original, original_reader
 
 
 async def test_zero_reaches_the_operator_even_before_identification(ivr):  # type: ignore[no-untyped-def]
