@@ -9,10 +9,14 @@ numpy only, covers English and Russian); nothing is downloaded at run time.
 The package's own forward pass costs ~2 ms per single query on one core, which
 is our whole latency budget. This module re-implements the same computation
 with a per-token cache: everything that depends on one token only (the
-embedding row, its projection and layer norm, and the token's contribution to
-the first convolution layer) is computed once per vocabulary piece and reused,
-so a query pays only for the second convolution layer and the pooling head.
-The result equals the package's vectors (cosine > 0.999, checked in tests).
+embedding row, its projection and layer norm, the token's contribution to
+the first convolution layer, and the raw embedding's share of the pooling
+head and of the final layer norm) is computed once per vocabulary piece and
+reused, so a query pays only for the second convolution layer and the head.
+The linear part of the head is folded into one matrix, and a single query
+runs the second convolution as small per-slot products (see _encode_single).
+The result equals the package's vectors (cosine > 0.999, checked in tests;
+the folding changes them by ~1e-7).
 
 If the package is not installed, ``load_default_encoder()`` returns ``None``
 and the classifier runs on n-gram features alone (lower accuracy, same API).
@@ -41,7 +45,20 @@ _MAX_TOKENS = 128  # longer inputs are truncated: bounds the cost of a pasted es
 _BOS, _EOS = 1, 2  # SentencePiece ids of the sentence markers in this model
 _WORD_CACHE_SIZE = 100_000
 _BATCH_TOKENS = 512  # tokens per flat micro-batch when encoding many texts (training)
-_TOKEN_CACHE_SIZE = 40_000  # ~13 KB per cached piece -> at most ~0.5 GB, typically far less
+_TOKEN_CACHE_SIZE = 40_000  # ~16 KB per cached piece -> at most ~0.6 GB, typically far less
+# Layout of a cached token row: conv-1 slot terms of every branch, the branch inputs
+# (projection + layer norm), the raw embedding's product with the fused head, and
+# the mean and the sum of squared deviations of the raw embedding (final layer norm).
+_SLOTS = slice(0, sum(n for n, _ in _ORDERS) * _CNN_DIM)
+_X = slice(_SLOTS.stop, _SLOTS.stop + len(_ORDERS) * _CNN_DIM)
+_HEAD_IN = 640  # d0 and p1 outputs, 320 each
+_RAW_HEAD = slice(_X.stop, _X.stop + _HEAD_IN)
+_RAW_MEAN = _RAW_HEAD.stop
+_RAW_M2 = _RAW_MEAN + 1
+_ROW = _RAW_M2 + 1
+# Rows per (rows, 256) x (256, 256) product on the single-query path: 12 x 256 x 256
+# multiply-adds stays under OpenBLAS's small-matrix limit (see _encode_single).
+_SMALL_GEMM_ROWS = 12
 
 
 class SentenceEncoder(Protocol):
@@ -91,26 +108,47 @@ class CachedUseEncoder:
         self._b1 = [w[f"b1_{n}"] for n in orders]
         self._w2 = [w[f"w2_{n}"] for n in orders]
         self._b2 = [w[f"b2_{n}"] for n in orders]
-        self._ln_g, self._ln_b = w["ln_g"], w["ln_b"]
-        self._cnn_w, self._cnn_b = w["cnn_W"], w["cnn_b"]
-        self._d0, self._d1, self._d2, self._d3 = w["d0"], w["d1"], w["d2"], w["d3"]
-        self._p1, self._p3 = w["p1"], w["p3"]
+        # the same weights cut into (256, 256) blocks, one per window slot (single-query path)
+        self._w2_slots = [[np.ascontiguousarray(block) for block in w2.reshape(n, _CNN_DIM, _CNN_DIM)]
+                          for n, w2 in zip(orders, self._w2, strict=True)]
+        self._eps32 = np.float32(self._eps)
+        # The pooling head is linear from the layer-normed token features up to the first
+        # ReLUs: LN scale -> token sum -> cnn_W -> [d0 | p1]. Folding it into one
+        # (1280, 640) matrix (in float64, then float32) reads 3.3 MB of weights per query
+        # instead of 3.9 MB, and its first 512 rows act on the raw embedding only, so that
+        # part is cached per token (below) and a query multiplies just 768 rows.
+        ln_g, ln_b = w["ln_g"].astype(np.float64), w["ln_b"].astype(np.float64)
+        cnn_w, cnn_b = w["cnn_W"].astype(np.float64), w["cnn_b"].astype(np.float64)
+        if w["d0"].shape[1] != _HEAD_IN // 2 or w["p1"].shape[1] != _HEAD_IN // 2:
+            raise ValueError(f"unexpected USE head shapes {w['d0'].shape}, {w['p1'].shape}")
+        first = np.concatenate([w["d0"], w["p1"]], axis=1).astype(np.float64)
+        fused = (ln_g[:, None] * cnn_w) @ first
+        self._head_raw = np.ascontiguousarray(fused[:_EMB_DIM], dtype=np.float32)
+        self._head_conv = np.ascontiguousarray(fused[_EMB_DIM:], dtype=np.float32)
+        self._head_colsum = fused.sum(axis=0).astype(np.float32)
+        self._head_bias = ((ln_b @ cnn_w + cnn_b) @ first).astype(np.float32)
+        self._d1, self._d2 = w["d1"], w["d2"]
+        # z = tanh(y1 @ p3 + y2 @ d3) as one product over the concatenation [y1, y2]
+        self._out_w = np.ascontiguousarray(np.concatenate([w["p3"], w["d3"]], axis=0), dtype=np.float32)
         self._word_pieces: dict[str, list[int]] = {}
-        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- per-token part (cached) ------------------------------------------------
-    def _unique_parts(self, unique_ids: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Raw embeddings (u,512), branch inputs (u,768), conv-1 slot terms (u,2560)."""
+    def _token_rows(self, unique_ids: list[int]) -> list[np.ndarray]:
+        """The cached row (layout: _SLOTS, _X, _RAW_HEAD, _RAW_MEAN, _RAW_M2) of each token."""
+        cache = self._cache
         with self._lock:
-            missing = [t for t in unique_ids if t not in self._cache]
+            missing = [t for t in unique_ids if t not in cache]
             if missing:
                 self._compute_tokens(missing)
-            parts = [self._cache[t] for t in unique_ids]
+            rows = [cache[t] for t in unique_ids]
             for t in unique_ids:
-                self._cache.move_to_end(t)
-        return (np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts]),
-                np.stack([p[2] for p in parts]))
+                cache.move_to_end(t)
+            # evict only now: a request with more pieces than the cache holds still gets all its rows
+            while len(cache) > _TOKEN_CACHE_SIZE:
+                cache.popitem(last=False)
+        return rows
 
     def _compute_tokens(self, ids: list[int]) -> None:
         arr = np.asarray(ids, dtype=np.int64)
@@ -118,24 +156,63 @@ class CachedUseEncoder:
         raw = self._table[arr].astype(np.float32)
         raw *= self._scale[chunk, None]
         raw += self._lo[chunk, None]
+        out = np.empty((len(ids), _ROW), dtype=np.float32)
         x = raw @ self._proj
         x += self._proj_b
         # one layer norm over the three branches together, as in the original graph
         x = _layernorm_rows(x, self._ln_g_x, self._ln_b_x, self._eps)
-        slot_terms = []
+        out[:, _X] = x
         slot_start = 0
         for i, (n, _) in enumerate(_ORDERS):
-            xs = x[:, i * _CNN_DIM:(i + 1) * _CNN_DIM]
             cols = slice(slot_start * _CNN_DIM, (slot_start + n) * _CNN_DIM)
-            slot_terms.append(xs @ self._w1_slots[:, cols])
+            np.matmul(x[:, i * _CNN_DIM:(i + 1) * _CNN_DIM], self._w1_slots[:, cols], out=out[:, cols])
             slot_start += n
-        slots = np.concatenate(slot_terms, axis=1)
+        # What the final layer norm and the fused head need from the raw embedding
+        # (its 512 columns of the token's feature row never depend on context).
+        np.matmul(raw, self._head_raw, out=out[:, _RAW_HEAD])
+        mean = raw.mean(axis=1)
+        centred = raw - mean[:, None]
+        out[:, _RAW_MEAN] = mean
+        out[:, _RAW_M2] = np.einsum("ij,ij->i", centred, centred)
         for j, t in enumerate(ids):
-            self._cache[t] = (raw[j], x[j], slots[j])
-        while len(self._cache) > _TOKEN_CACHE_SIZE:
-            self._cache.popitem(last=False)
+            self._cache[t] = out[j].copy()  # own row: evicting one token must free its memory
 
     # -- per-sentence part --------------------------------------------------------
+    def _pool(self, rows: np.ndarray, conv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-token layer-norm terms of the feature row [raw (512) | conv branches (768)].
+
+        The statistics of the raw part are cached; the two parts are combined with
+        the parallel-variance formula (stable: no E[x^2] - E[x]^2 cancellation).
+        Returns (r, r * mu, r-weighted raw head terms) with r = 1/sqrt(var + eps).
+        """
+        na, nb = float(_EMB_DIM), float(conv.shape[1])
+        mean_b = conv.mean(axis=1)
+        centred = conv - mean_b[:, None]
+        m2_b = np.einsum("ij,ij->i", centred, centred)
+        mean_a, m2_a = rows[:, _RAW_MEAN], rows[:, _RAW_M2]
+        delta = mean_a - mean_b
+        total = na + nb
+        mu = (na * mean_a + nb * mean_b) / total
+        var = (m2_a + m2_b + delta * delta * (na * nb / total)) / total
+        r = 1.0 / np.sqrt(var + self._eps32)
+        return r, r * mu, rows[:, _RAW_HEAD]
+
+    def _head(self, a: np.ndarray, out: np.ndarray) -> None:
+        """From the fused head's pre-activations (m, 640) to unit sentence vectors (m, 512)."""
+        half = a.shape[1] // 2
+        y0 = np.maximum(a[:, :half], 0.0)
+        y12 = np.empty((a.shape[0], half + self._d2.shape[1]), dtype=np.float32)
+        y1 = y12[:, :half]
+        np.matmul(y0, self._d1, out=y1)
+        y1 += a[:, half:]
+        np.maximum(y1, 0.0, out=y1)
+        y2 = y12[:, half:]
+        np.matmul(y1, self._d2, out=y2)
+        np.maximum(y2, 0.0, out=y2)
+        z = np.tanh(y12 @ self._out_w)
+        norms = np.sqrt(np.einsum("ij,ij->i", z, z))
+        np.divide(z, np.maximum(norms, 1e-6)[:, None], out=out)
+
     def _encode_batch(self, batch: list[list[int]], out: np.ndarray) -> None:
         """Encode several token-id lists at once, concatenated into one flat sequence.
 
@@ -148,9 +225,9 @@ class CachedUseEncoder:
         starts = np.zeros(len(batch), dtype=np.int64)
         np.cumsum(lens[:-1], out=starts[1:])
         unique, inverse = np.unique(flat, return_inverse=True)
-        u_raw, u_x, u_slots = self._unique_parts(unique.tolist())
-        x = u_x[inverse]
-        slots = np.concatenate([u_slots[inverse], np.zeros((1, u_slots.shape[1]), np.float32)])
+        rows = np.empty((n_tok + 1, _ROW), dtype=np.float32)
+        rows[:n_tok] = np.stack(self._token_rows(unique.tolist()))[inverse]
+        rows[n_tok] = 0.0  # the sentinel
 
         pos = np.arange(n_tok, dtype=np.int64)[:, None]
         window = pos + np.arange(-_MAX_LEFT, _MAX_RIGHT + 1, dtype=np.int64)
@@ -158,85 +235,107 @@ class CachedUseEncoder:
         sent_end = np.repeat(starts + lens, lens)[:, None]
         window = np.where((window >= sent_start) & (window < sent_end), window, n_tok)
 
-        feats = np.empty((n_tok, _EMB_DIM + len(_ORDERS) * _CNN_DIM), dtype=np.float32)
-        feats[:, :_EMB_DIM] = u_raw[inverse]
+        conv = np.empty((n_tok, len(_ORDERS) * _CNN_DIM), dtype=np.float32)
         hidden = np.zeros((n_tok + 1, _CNN_DIM), dtype=np.float32)
         slot_start = 0
         for i, (n, left) in enumerate(_ORDERS):
-            xs = x[:, i * _CNN_DIM:(i + 1) * _CNN_DIM]
             cols = window[:, _MAX_LEFT - left:_MAX_LEFT - left + n]
             # conv 1 = sum over window slots of the cached per-token slot terms
             pre = np.tile(self._b1[i], (n_tok, 1))
             for j in range(n):
                 block = slice((slot_start + j) * _CNN_DIM, (slot_start + j + 1) * _CNN_DIM)
-                pre += slots[cols[:, j], block]
+                pre += rows[cols[:, j], block]
             np.maximum(pre, 0.0, out=pre)
-            pre += xs
+            pre += rows[:n_tok, _X][:, i * _CNN_DIM:(i + 1) * _CNN_DIM]
             hidden[:n_tok] = pre
             # conv 2 depends on context, so it is a real windowed matmul
             c2 = hidden[cols].reshape(n_tok, n * _CNN_DIM) @ self._w2[i]
             c2 += self._b2[i]
             np.maximum(c2, 0.0, out=c2)
             c2 += pre
-            off = _EMB_DIM + i * _CNN_DIM
-            feats[:, off:off + _CNN_DIM] = c2
+            conv[:, i * _CNN_DIM:(i + 1) * _CNN_DIM] = c2
             slot_start += n
-        feats = _layernorm_rows(feats, self._ln_g, self._ln_b, self._eps)
-        # the token sum commutes with the linear projection: project n sentences, not n tokens
-        pooled = np.add.reduceat(feats, starts, axis=0) @ self._cnn_w
+        r, r_mu, raw_head = self._pool(rows[:n_tok], conv)
+        # token sums per sentence; the sum commutes with the (fused, linear) head
+        a = np.add.reduceat(raw_head * r[:, None], starts, axis=0)
+        a += np.add.reduceat(conv * r[:, None], starts, axis=0) @ self._head_conv
+        a -= np.add.reduceat(r_mu, starts)[:, None] * self._head_colsum
         flens = lens.astype(np.float32)[:, None]
-        pooled += flens * self._cnn_b
-        pooled /= np.sqrt(flens)
-        y0 = np.maximum(pooled @ self._d0, 0.0)
-        y1 = np.maximum(pooled @ self._p1 + y0 @ self._d1, 0.0)
-        y2 = np.maximum(y1 @ self._d2, 0.0)
-        z = np.tanh(y1 @ self._p3 + y2 @ self._d3)
-        norms = np.sqrt(np.einsum("ij,ij->i", z, z))
-        out[:] = z / np.maximum(norms, 1e-6)[:, None]
+        a += flens * self._head_bias
+        a /= np.sqrt(flens)
+        self._head(a, out)
 
     def _encode_single(self, ids: list[int]) -> np.ndarray:
-        """One sentence: same maths as _encode_batch without the flat-batch bookkeeping."""
+        """One sentence: same maths as _encode_batch, arranged for a single short input.
+
+        Both convolutions are written as per-window-slot terms that are shifted and
+        summed: conv 1 from the cached slot terms, conv 2 from one small product per
+        slot. Small products matter: OpenBLAS multiplies (<= ~1e6 multiply-adds) without
+        packing the weight matrix, at close to peak speed, while one big im2col GEMM
+        spends a third of its time packing the 1280x256 weights (measured: 11 tokens,
+        ~300 us as three im2col GEMMs, ~160 us as ten 256x256 slot products).
+        """
         order = list(dict.fromkeys(ids))
-        u_raw, u_x, u_slots = self._unique_parts(order)
-        if len(order) == len(ids) and order == ids:
-            raw, x, slots = u_raw, u_x, u_slots
-        else:
-            where = {t: i for i, t in enumerate(order)}
-            inverse = [where[t] for t in ids]
-            raw, x, slots = u_raw[inverse], u_x[inverse], u_slots[inverse]
+        found = self._token_rows(order)
+        if len(order) != len(ids):
+            where = {t: r for t, r in zip(order, found, strict=True)}
+            found = [where[t] for t in ids]
         n_tok = len(ids)
-        feats = np.empty((n_tok, _EMB_DIM + len(_ORDERS) * _CNN_DIM), dtype=np.float32)
-        feats[:, :_EMB_DIM] = raw
+        # Token rows with _MAX_LEFT zero rows above and _MAX_RIGHT below: a window slot
+        # outside the sentence reads zeros, exactly the original's zero padding.
+        padded = np.empty((n_tok + _MAX_LEFT + _MAX_RIGHT, _ROW), dtype=np.float32)
+        padded[:_MAX_LEFT] = 0.0  # only the padding rows: the others are overwritten next
+        padded[_MAX_LEFT + n_tok:] = 0.0
+        rows = padded[_MAX_LEFT:_MAX_LEFT + n_tok]
+        np.stack(found, out=rows)
+        # GEMM row count rounded up to a multiple of 4 (zero rows): OpenBLAS's small
+        # kernels are faster on 12 rows than on 11.
+        m = -(-n_tok // 4) * 4
+        conv = np.empty((n_tok, len(_ORDERS) * _CNN_DIM), dtype=np.float32)
         slot_start = 0
         for i, (n, left) in enumerate(_ORDERS):
-            pre = np.tile(self._b1[i], (n_tok, 1))
+            # conv 1: pre[t] = b1 + sum_j slot_j(token t + j - left): row (t + j - left) of
+            # the padded rows at slot j's columns, i.e. n shifted slices added up.
+            hidden = np.zeros((m, _CNN_DIM), dtype=np.float32)
+            pre = hidden[:n_tok]
             for j in range(n):
-                shift = j - left  # slot j of the window at t reads token t + shift
-                block = slots[:, (slot_start + j) * _CNN_DIM:(slot_start + j + 1) * _CNN_DIM]
-                if shift >= 0:
-                    if shift < n_tok:
-                        pre[: n_tok - shift] += block[shift:]
-                elif -shift < n_tok:
-                    pre[-shift:] += block[: n_tok + shift]
+                first = _MAX_LEFT - left + j
+                block = padded[first:first + n_tok, (slot_start + j) * _CNN_DIM:(slot_start + j + 1) * _CNN_DIM]
+                if j:
+                    pre += block
+                else:
+                    pre[:] = block
+            pre += self._b1[i]
             np.maximum(pre, 0.0, out=pre)
-            pre += x[:, i * _CNN_DIM:(i + 1) * _CNN_DIM]
-            padded = np.zeros((n_tok + n - 1, _CNN_DIM), dtype=np.float32)
-            padded[left:left + n_tok] = pre
-            windows = np.lib.stride_tricks.sliding_window_view(padded, (n, _CNN_DIM))[:, 0]
-            c2 = windows.reshape(n_tok, n * _CNN_DIM) @ self._w2[i]
-            c2 += self._b2[i]
+            pre += rows[:, _X.start + i * _CNN_DIM:_X.start + (i + 1) * _CNN_DIM]
+            # conv 2: out[t] = b2 + sum_j hidden[t + j - left] @ W2_j. Row s of slot j's
+            # product goes to row (s + left) of `terms2`, so the window of t reads row
+            # t + j at slot j; rows outside the sentence stay zero (zero padding).
+            width = n * _CNN_DIM
+            terms2 = np.empty((m + n - 1, width), dtype=np.float32)
+            terms2[:left] = 0.0  # rows the products below do not write
+            terms2[left + m:] = 0.0
+            for j, w2 in enumerate(self._w2_slots[i]):
+                cols = slice(j * _CNN_DIM, (j + 1) * _CNN_DIM)
+                for c in range(0, m, _SMALL_GEMM_ROWS):
+                    c_end = min(c + _SMALL_GEMM_ROWS, m)
+                    np.matmul(hidden[c:c_end], w2, out=terms2[left + c:left + c_end, cols])
+            c2 = conv[:, i * _CNN_DIM:(i + 1) * _CNN_DIM]
+            np.add(terms2[:n_tok, :_CNN_DIM], self._b2[i], out=c2)
+            for j in range(1, n):
+                c2 += terms2[j:j + n_tok, j * _CNN_DIM:(j + 1) * _CNN_DIM]
             np.maximum(c2, 0.0, out=c2)
             c2 += pre
-            off = _EMB_DIM + i * _CNN_DIM
-            feats[:, off:off + _CNN_DIM] = c2
             slot_start += n
-        feats = _layernorm_rows(feats, self._ln_g, self._ln_b, self._eps)
-        pooled = (feats.sum(axis=0) @ self._cnn_w + n_tok * self._cnn_b) / np.sqrt(np.float32(n_tok))
-        y0 = np.maximum(pooled @ self._d0, 0.0)
-        y1 = np.maximum(pooled @ self._p1 + y0 @ self._d1, 0.0)
-        y2 = np.maximum(y1 @ self._d2, 0.0)
-        z = np.tanh(y1 @ self._p3 + y2 @ self._d3)
-        return z / max(float(np.sqrt(z @ z)), 1e-6)
+        r, r_mu, raw_head = self._pool(rows, conv)
+        a = r @ raw_head
+        a += (r @ conv) @ self._head_conv
+        a -= r_mu.sum() * self._head_colsum
+        a += n_tok * self._head_bias
+        a /= np.sqrt(np.float32(n_tok))
+        out = np.empty((1, _EMB_DIM), dtype=np.float32)
+        self._head(a[None, :], out)
+        return out[0]
 
     def _token_ids(self, text: str) -> list[int]:
         """BOS + pieces + EOS. Pieces never cross whitespace (SentencePiece splits on it),

@@ -14,6 +14,8 @@ import numpy as np
 from scipy.sparse import csr_matrix, hstack
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+_WORD_CACHE_SIZE = 50_000  # words whose char n-gram columns are kept (see NgramBlock)
+
 
 @dataclass(frozen=True)
 class FeatureSettings:
@@ -32,7 +34,18 @@ class NgramBlock:
 
     def __init__(self, vectorizer: TfidfVectorizer) -> None:
         self.vectorizer = vectorizer
+        self._reset_fast_path()
+
+    def _reset_fast_path(self) -> None:
         self._analyzer = None
+        self._idf = None
+        # char_wb n-grams never cross a word (each word is padded with spaces and cut on
+        # its own), so a word's vocabulary columns can be cached: a request then costs a
+        # dict look-up per word instead of ~15 n-gram strings per word.
+        v = self.vectorizer
+        self._per_word = (v.analyzer == "char_wb" and not v.lowercase and v.preprocessor is None
+                          and v.strip_accents is None and v.input == "content")
+        self._word_columns: dict[str, list[int]] = {}
 
     @classmethod
     def fit(cls, docs: list[str], **kwargs) -> NgramBlock:
@@ -47,26 +60,45 @@ class NgramBlock:
     def transform(self, docs: list[str]) -> csr_matrix:
         return self.vectorizer.transform(docs)
 
+    def _columns(self, doc: str) -> list[int]:
+        """Vocabulary columns of the doc's n-grams, one entry per occurrence."""
+        vocabulary = self.vectorizer.vocabulary_
+        if not self._per_word:
+            return [vocabulary[g] for g in self._analyzer(doc) if g in vocabulary]
+        cache = self._word_columns
+        columns: list[int] = []
+        for word in doc.split():
+            found = cache.get(word)
+            if found is None:
+                found = [vocabulary[g] for g in self._analyzer(word) if g in vocabulary]
+                if len(cache) >= _WORD_CACHE_SIZE:
+                    cache.clear()  # bounded; refills with the words in use
+                cache[word] = found
+            columns.extend(found)
+        return columns
+
     def transform_one(self, doc: str) -> tuple[np.ndarray, np.ndarray]:
         """(column indices, tf-idf values) of one document, L2-normalised like sklearn's."""
-        if self._analyzer is None:
+        if self._idf is None:
             self._analyzer = self.vectorizer.build_analyzer()
-        vocabulary = self.vectorizer.vocabulary_
-        counts = Counter(g for g in self._analyzer(doc) if g in vocabulary)
+            self._idf = self.vectorizer.idf_.astype(np.float32)
+        counts = Counter(self._columns(doc))
         if not counts:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        idx = np.fromiter((vocabulary[g] for g in counts), dtype=np.int64, count=len(counts))
+        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
         tf = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
-        values = (1.0 + np.log(tf)) * self.vectorizer.idf_[idx]
+        values = np.log(tf)
+        values += 1.0
+        values *= self._idf[idx]
         values /= np.sqrt(values @ values)
-        return idx, values.astype(np.float32)
+        return idx, values
 
     def __getstate__(self):
         return {"vectorizer": self.vectorizer}
 
     def __setstate__(self, state):
         self.vectorizer = state["vectorizer"]
-        self._analyzer = None
+        self._reset_fast_path()
 
 
 class EmbeddingProjection:

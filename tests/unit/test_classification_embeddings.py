@@ -38,3 +38,31 @@ def test_single_and_batch_paths_agree(encoder):
     single = np.stack([encoder.encode([t])[0] for t in TEXTS])
     assert np.allclose(batch, single, atol=1e-4)
     assert np.allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-4)
+
+
+# Word counts around the single-query path's 12-row GEMM chunks and 4-row rounding.
+_WORDS = "please check why my home internet router keeps dropping the connection every evening again".split()
+
+
+@pytest.mark.parametrize("n_words", [1, 2, 3, 4, 9, 10, 11, 12, 13, 22, 23, 24, 25, 40])
+def test_single_path_matches_batch_path_at_every_length(encoder, n_words):
+    text = " ".join(_WORDS[i % len(_WORDS)] for i in range(n_words))  # long ones repeat tokens
+    batch = encoder.encode([text, "x"])[0]  # two texts: forces the flat batch path
+    single = encoder.encode([text])[0]
+    assert np.allclose(batch, single, atol=1e-5), float(np.abs(batch - single).max())
+
+
+def test_token_cache_eviction_keeps_results(encoder, monkeypatch):
+    from handlers.classification import embeddings
+
+    expected = np.stack([encoder.encode([t])[0] for t in TEXTS[:4]])
+    encoder._cache.clear()
+    monkeypatch.setattr(embeddings, "_TOKEN_CACHE_SIZE", 3)  # fewer than one request's pieces
+    try:
+        got = np.stack([encoder.encode([t])[0] for t in TEXTS[:4]])
+        again = encoder.encode(TEXTS[:4])
+        assert len(encoder._cache) <= 3
+    finally:
+        encoder._cache.clear()  # leave no tiny cache behind for later tests
+    assert np.allclose(expected, got, atol=1e-5)
+    assert np.allclose(expected, again, atol=1e-4)
