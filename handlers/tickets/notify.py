@@ -61,7 +61,7 @@ async def department_staff_fallback(uow: UnitOfWork, department_id: int, *, supe
     must reach someone.
     """
     if not supervisors_only:
-        staff = [s.id for s in await uow.staff.in_department(department_id, on_duty_only=True) if s.id != exclude]
+        staff = [i for i in await uow.staff.on_duty_ids(department_id) if i != exclude]
         if staff:
             return staff
     supervisors = [i for i in await _supervisors(uow, department_id) if i != exclude]

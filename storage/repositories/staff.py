@@ -6,6 +6,10 @@ from storage.models import Department, Staff
 from storage.repositories.base import Repository
 
 _BY_TELEGRAM_ID = select(Staff).where(Staff.telegram_id == bindparam("telegram_id"), Staff.is_active.is_(True))
+_ON_DUTY_IDS = (select(Staff.id)
+                .where(Staff.department_id == bindparam("department_id"), Staff.is_active.is_(True),
+                       Staff.on_duty.is_(True))
+                .order_by(Staff.id))
 
 
 class DepartmentRepository(Repository):
@@ -29,6 +33,11 @@ class StaffRepository(Repository):
 
     async def by_email(self, email: str) -> Staff | None:
         return await self.session.scalar(select(Staff).where(Staff.email == email.strip().lower()))
+
+    async def on_duty_ids(self, department_id: int) -> list[int]:
+        """Ids of a department's active staff on duty (who hears of a ticket without a group chat); ids only,
+        as that runs for every such ticket."""
+        return list(await self.session.scalars(_ON_DUTY_IDS, {"department_id": department_id}))
 
     async def in_department(self, department_id: int, *, on_duty_only: bool = False) -> list[Staff]:
         query = select(Staff).where(Staff.department_id == department_id, Staff.is_active.is_(True))
