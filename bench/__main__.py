@@ -127,11 +127,20 @@ def _is_baseline(label: str) -> bool:
     return bool(re.search(r"bare|echo|baseline|fixed", label, re.I))
 
 
+_VERDICT = re.compile(r"\b(OK|NOT MET|BELOW TARGET|ABOVE TARGET|PASS|FAIL)\b")
+_FIGURE = re.compile(r"(per_second|/s\b|p99|in-scope accuracy|\bratio\b)")
+
+
 def _headline(outcome: Outcome) -> str:
-    """The benchmark's own verdict lines (they end with OK / NOT MET / PASS / FAIL and figures)."""
-    keep = [line.strip() for line in outcome.output.splitlines()
-            if re.search(r"\b(OK|NOT MET|BELOW TARGET|PASS|FAIL|p99|/s|in-scope|accuracy|seconds?)\b", line)]
-    return " · ".join(keep[-3:])[:400] or outcome.output.strip().splitlines()[-1:][0][:400] if outcome.output else ""
+    """The benchmark's own verdict and key figures: plain-text lines only (JSON fragments and progress
+    bars are left out; loads measured next to a baseline are in the table above)."""
+    lines = [line.strip() for line in outcome.output.splitlines()]
+    lines = [line for line in lines if line and not line.startswith(('"', "{", "}", "[", "]"))
+             and "[#" not in line and "[-" not in line]
+    keep = [line for line in lines if _VERDICT.search(line) or _FIGURE.search(line)]
+    if keep:
+        return " · ".join(keep[-3:])[:400]
+    return "figures in the table above" if outcome.rows else (lines[-1][:400] if lines else "")
 
 
 def render(outcomes: list[Outcome], quick: bool) -> str:
