@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -51,7 +54,7 @@ async def measure(services, rows: int, lookups: int) -> dict[str, float]:  # typ
     floor: list[float] = []
     for _ in range(lookups // 5):
         started = time.perf_counter()
-        async with ctx.uow() as uow:
+        async with ctx.read() as uow:
             await uow.session.execute(text("SELECT 1"))
         floor.append((time.perf_counter() - started) * 1000)
     return {"p50": statistics.median(known), "p95": _pct(known, 0.95), "p99": _pct(known, 0.99),
@@ -75,7 +78,8 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             try:
                 async with services.ctx.uow() as uow:
                     rows = await uow.session.scalar(select(func.count()).select_from(Account))
-                print(f"existing database with {rows:,} accounts")
+                if not args.json:
+                    print(f"existing database with {rows:,} accounts")
                 return {"rows": rows, **await measure(services, rows, args.lookups)}
             finally:
                 await services.close()
@@ -90,8 +94,20 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             async with services.engine.connect() as conn:
                 from sqlalchemy import text
 
-                await conn.execute(text("ANALYZE"))
-            return {"rows": args.rows, **await measure(services, args.rows, args.lookups)}
+                # Steady state, as the service runs after an import: statistics fresh, the visibility map set
+                # and the bulk load's dirty pages written out, so the measurement does not share the
+                # machine with the server's own post-load maintenance (autovacuum, checkpoint).
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.execute(text("VACUUM (ANALYZE)"))
+                await conn.execute(text("CHECKPOINT"))
+            # Measured from a fresh process, as the service looks customers up (not the one that just held
+            # a million parsed rows: its heap would bias the figures with garbage-collector passes).
+            done = await asyncio.to_thread(
+                subprocess.run, [sys.executable, "-m", "bench.lookup", "--existing", services.settings.database_url,
+                                 "--lookups", str(args.lookups), "--json"], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"measuring process failed: {done.stderr[-2000:]}")
+            return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,12 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lookups", type=int, default=5000)
     parser.add_argument("--database-url", default=DEFAULT_DB)
     parser.add_argument("--existing", help="measure on an already loaded database instead of loading one")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON line only")
     args = parser.parse_args(argv)
     r = asyncio.run(run(args))
+    if args.json:
+        print(json.dumps(r))
+        return 0
     verdict = "OK" if r["p99"] < 2.0 else "ABOVE TARGET"
     print(f"identify_by_phone over {r['rows']:,} customers: p50 {r['p50']:.2f} ms, p95 {r['p95']:.2f} ms, "
           f"p99 {r['p99']:.2f} ms (target < 2 ms: {verdict}), max {r['max']:.1f} ms; "
-          f"unknown phone p99 {r['unknown_p99']:.2f} ms; a bare SELECT 1 through the same session: "
+          f"unknown phone p99 {r['unknown_p99']:.2f} ms; a bare SELECT 1 through the same kind of read-only unit of work: "
           f"p50 {r['floor_p50']:.2f} ms, p99 {r['floor_p99']:.2f} ms")
     return 0
 
