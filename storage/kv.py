@@ -246,24 +246,57 @@ class RedisPubSub(PubSub):
 # ---------------------------------------------------------------- degradation
 
 
+# A failure that took this long was a hang (Redis not answering), not a refusal.
+SLOW_FAILURE_SECONDS = 0.5
+
+
 class _Outage:
-    """Logs a Redis outage once per interval instead of once per call."""
+    """Logs a Redis outage once per interval instead of once per call, and short-circuits a hanging Redis.
 
-    def __init__(self, what: str, interval: float = 10.0) -> None:
-        self.what, self.interval, self._last = what, interval, 0.0
+    A refused connection fails in microseconds, so every call may keep trying Redis and the first one that
+    works ends the outage. A Redis that accepts connections but does not answer costs each call its whole
+    socket timeout (seconds, several times per request); after such a slow failure calls go straight to the
+    fallback for `cool_off` seconds, and then a single call at a time probes Redis again.
+    """
+
+    def __init__(self, what: str, interval: float = 10.0, cool_off: float = 5.0) -> None:
+        self.what, self.interval, self.cool_off, self._last = what, interval, cool_off, 0.0
         self.down = False
+        self._skip_until = 0.0
+        self._probing = False
 
-    def failed(self, exc: BaseException) -> None:
+    def skip(self) -> bool:
+        """True when this call should not wait for Redis (a recent hang); lets one probe through after."""
+        if not self._skip_until:
+            return False
+        if time.monotonic() < self._skip_until or self._probing:
+            return True
+        self._probing = True  # this caller probes; the others keep using the fallback meanwhile
+        return False
+
+    def started(self) -> float:
+        return time.monotonic()
+
+    def released(self) -> None:
+        """The call ended some other way (cancelled, a non-Redis error): not a verdict on Redis, but a probe
+        in progress must not stay claimed, or every later call would skip Redis for good."""
+        self._probing = False
+
+    def failed(self, exc: BaseException, started: float | None = None) -> None:
         now = time.monotonic()
         if now - self._last >= self.interval:
             self._last = now
             log.error("redis unavailable for %s, using in-process fallback: %s", self.what, exc)
         self.down = True
+        self._probing = False
+        if started is not None and now - started >= SLOW_FAILURE_SECONDS:
+            self._skip_until = now + self.cool_off
 
     def recovered(self) -> None:
         if self.down:
             log.warning("redis is back for %s", self.what)
         self.down = False
+        self._skip_until, self._probing = 0.0, False
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
@@ -279,11 +312,17 @@ class ResilientKeyValue(KeyValueStore):
         self._outage, self._errors = _Outage("key-value"), _redis_errors()
 
     async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        if self._outage.skip():
+            return await getattr(self._fallback, name)(*args, **kwargs)
+        started = self._outage.started()
         try:
             result = await getattr(self._primary, name)(*args, **kwargs)
         except self._errors as exc:
-            self._outage.failed(exc)
+            self._outage.failed(exc, started)
             return await getattr(self._fallback, name)(*args, **kwargs)
+        except BaseException:
+            self._outage.released()
+            raise
         self._outage.recovered()
         return result
 
@@ -313,11 +352,19 @@ class ResilientLocks(Locks):
 
     @asynccontextmanager
     async def hold(self, name: str, ttl: float, wait: float = 0.0) -> AsyncIterator[bool]:
+        if self._outage.skip():
+            async with self._fallback.hold(name, ttl, wait) as local:
+                yield local
+            return
         manager = self._primary.hold(name, ttl, wait)
+        started = self._outage.started()
         try:
             acquired = await manager.__aenter__()
-        except self._errors as exc:
-            self._outage.failed(exc)
+        except BaseException as exc:
+            if not isinstance(exc, self._errors):
+                self._outage.released()
+                raise
+            self._outage.failed(exc, started if wait <= 0 else None)
             async with self._fallback.hold(name, ttl, wait) as local:
                 yield local
             return
@@ -343,10 +390,16 @@ class ResilientPubSub(PubSub):
 
     async def publish(self, channel: str, message: str) -> None:
         await self._local.publish(channel, message)
+        if self._outage.skip():
+            return  # a wake-up is an optimisation: not worth a hanging Redis's timeout
+        started = self._outage.started()
         try:
             await self._primary.publish(channel, message)
         except self._errors as exc:
-            self._outage.failed(exc)
+            self._outage.failed(exc, started)
+        except BaseException:
+            self._outage.released()
+            raise
         else:
             self._outage.recovered()
 
