@@ -54,7 +54,8 @@ def write_customers_csv(path: Path, rows: int, seed: int = 1) -> None:
                           "Домашний 100", "active", "2026-12-31"])
 
 
-async def _admin(url: str, sql: str) -> None:
+async def server_sql(url: str, sql: str) -> None:
+    """Run one statement (CREATE/DROP DATABASE) on the server's maintenance database, outside a transaction."""
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
 
@@ -79,7 +80,7 @@ async def private_services(server_url: str, data_dir: Path, keep: bool = False) 
     from service.wiring import connect_ports
 
     name = f"fo_bench_{uuid.uuid4().hex[:8]}"
-    await _admin(server_url, f'CREATE DATABASE "{name}"')
+    await server_sql(server_url, f'CREATE DATABASE "{name}"')
     url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
     services = None
     try:
@@ -93,4 +94,4 @@ async def private_services(server_url: str, data_dir: Path, keep: bool = False) 
         if keep:
             print(f"kept database {url}")
         else:
-            await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await server_sql(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -34,6 +34,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench._selfservice import server_sql
+
 TOKEN = "123456789:BENCH-token"
 SECRET = "bench-webhook-secret"
 PATH = "/telegram/webhook"
@@ -303,20 +305,6 @@ async def _count_rows(database_url: str) -> dict[str, int]:
         await engine.dispose()
 
 
-async def _admin(server_url: str, sql: str) -> None:
-    from sqlalchemy import text
-
-    from storage.db import create_engine
-
-    engine = create_engine(server_url, pool_size=1)
-    try:
-        async with engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text(sql))
-    finally:
-        await engine.dispose()
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from sqlalchemy.engine import make_url
 
@@ -325,7 +313,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.database_url:
         server = make_url(args.database_url)
         private_db = f"fo_bench_bot_{uuid.uuid4().hex[:8]}"
-        asyncio.run(_admin(args.database_url, f'CREATE DATABASE "{private_db}"'))
+        asyncio.run(server_sql(args.database_url, f'CREATE DATABASE "{private_db}"'))
         database_url = server.set(database=private_db).render_as_string(hide_password=False)
     else:
         database_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
@@ -367,7 +355,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             _stop(api)
     finally:
         if private_db is not None:
-            asyncio.run(_admin(args.database_url, f'DROP DATABASE IF EXISTS "{private_db}" WITH (FORCE)'))
+            asyncio.run(server_sql(args.database_url, f'DROP DATABASE IF EXISTS "{private_db}" WITH (FORCE)'))
     echo, product = results["echo"], results["product"]
     results["throughput_ratio"] = product["rps"] / echo["rps"]
     results["targets_met"] = {"throughput >= 50% of echo": results["throughput_ratio"] >= 0.5,

@@ -26,6 +26,8 @@ import time
 import uuid
 from typing import Any
 
+from bench._selfservice import server_sql
+
 TOKEN = "bench-auth-token"
 PUBLIC_BASE = "https://ivr.bench.example"
 FIXED_TWIML = ('<?xml version="1.0" encoding="UTF-8"?><Response><Gather input="dtmf speech" '
@@ -119,20 +121,6 @@ def measure(url: str, path: str, seconds: float, concurrency: int, sign: bool) -
 # ---------------------------------------------------------------------- servers (this process)
 
 
-async def _admin(server_url: str, sql: str) -> None:
-    from sqlalchemy import text
-
-    from storage.db import create_engine
-
-    engine = create_engine(server_url)
-    try:
-        async with engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text(sql))
-    finally:
-        await engine.dispose()
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from aiohttp import web
     from pydantic import SecretStr
@@ -149,7 +137,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     server = make_url(args.database_url)
     name = f"fo_bench_ivr_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    await _admin(args.database_url, f'CREATE DATABASE "{name}"')
+    await server_sql(args.database_url, f'CREATE DATABASE "{name}"')
     db_url = server.set(database=name).render_as_string(hide_password=False)
     prefix = f"fobench:{uuid.uuid4().hex[:8]}:"
     runners: list[web.AppRunner] = []
@@ -214,7 +202,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for i in range(0, len(keys), 1000):
                     await redis.delete(*keys[i:i + 1000])
             await services.close()
-        await _admin(args.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await server_sql(args.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main(argv: list[str] | None = None) -> int:

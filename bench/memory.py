@@ -115,7 +115,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from sqlalchemy import update
     from sqlalchemy.engine import make_url
 
-    from bench._selfservice import _admin
+    from bench._selfservice import server_sql
     from handlers.classification import load_or_train_default
     from storage.db import create_engine
     from storage.models import Staff
@@ -123,7 +123,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from tests.fakes.bot_api import FakeBotApi
 
     name = f"fo_bench_mem_{uuid.uuid4().hex[:8]}"
-    await _admin(args.database_url, f'CREATE DATABASE "{name}"')
+    await server_sql(args.database_url, f'CREATE DATABASE "{name}"')
     database_url = make_url(args.database_url).set(database=name).render_as_string(hide_password=False)
     api = FakeBotApi()
     await api.start()
@@ -167,7 +167,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await asyncio.to_thread(cluster.stop_all)
         await api.stop()
-        await _admin(args.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await server_sql(args.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,8 @@ import uuid
 import zlib
 from typing import Any
 
+from bench._selfservice import server_sql
+
 KNOWN_PHONES = (
     "+74951112233",
     "+74952223344",
@@ -80,7 +82,9 @@ async def _generate(url: str, scenario: str, seconds: float, concurrency: int, o
     import aiohttp
 
     action, text, intent = SCENARIOS[scenario]
-    bodies = _bodies(action, text, intent, int(seconds * 1500) + concurrency * 4)
+    # Enough for the warm-up second too, at the fastest rate seen (the bare handler): running out during the
+    # warm-up would leave nothing to measure.
+    bodies = _bodies(action, text, intent, int((seconds + 1.0) * 6000) + concurrency * 4)
     headers = {"Content-Type": "application/json", "Content-Encoding": "deflate"}
     latencies: list[float] = []
     errors = 0
@@ -145,20 +149,6 @@ def measure(url: str, scenario: str, seconds: float, concurrency: int) -> dict[s
 # ---------------------------------------------------------------------- servers (this process)
 
 
-async def _admin(server_url: str, sql: str) -> None:
-    from sqlalchemy import text
-
-    from storage.db import create_engine
-
-    engine = create_engine(server_url)
-    try:
-        async with engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text(sql))
-    finally:
-        await engine.dispose()
-
-
 async def _bare(request: Any) -> Any:
     """The floor: read, inflate (aiohttp does) and parse the same body, answer a fixed response."""
     from aiohttp import web
@@ -183,7 +173,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from storage.seed import seed_demo
 
     name = f"fo_bench_rasa_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    await _admin(args.database_url, f'CREATE DATABASE "{name}"')
+    await server_sql(args.database_url, f'CREATE DATABASE "{name}"')
     db_url = make_url(args.database_url).set(database=name).render_as_string(hide_password=False)
     prefix = f"fobench:{uuid.uuid4().hex[:8]}:"
     runners: list[web.AppRunner] = []
@@ -244,7 +234,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for i in range(0, len(keys), 1000):
                     await redis.delete(*keys[i : i + 1000])
             await services.close()
-        await _admin(args.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await server_sql(args.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main(argv: list[str] | None = None) -> int:

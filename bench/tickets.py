@@ -21,22 +21,10 @@ import time
 import uuid
 from typing import Any
 
+from bench._selfservice import server_sql
+
 TOPICS = ("no_connection", "slow_connection", "line_damage", "complaint", "new_connection", "feedback",
           "tariff_change", "pause_service", "human", "out_of_scope")
-
-
-async def _admin(server_url: str, sql: str) -> None:
-    from sqlalchemy import text
-
-    from storage.db import create_engine
-
-    engine = create_engine(server_url, pool_size=1)
-    try:
-        async with engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text(sql))
-    finally:
-        await engine.dispose()
 
 
 async def _customers(services: Any, count: int) -> list[Any]:
@@ -70,7 +58,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from storage.seed import seed_demo, sync_departments
 
     name = f"fo_bench_tickets_{uuid.uuid4().hex[:8]}"
-    await _admin(args.database_url, f'CREATE DATABASE "{name}"')
+    await server_sql(args.database_url, f'CREATE DATABASE "{name}"')
     db_url = make_url(args.database_url).set(database=name).render_as_string(hide_password=False)
     try:
         await upgrade(db_url)
@@ -133,7 +121,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             await services.close()
     finally:
-        await _admin(args.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await server_sql(args.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main(argv: list[str] | None = None) -> int:
