@@ -112,13 +112,10 @@ async def _sample(pid: int, stop: asyncio.Event, samples: list[float]) -> None:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from sqlalchemy import update
     from sqlalchemy.engine import make_url
 
     from bench._selfservice import server_sql
     from handlers.classification import load_or_train_default
-    from storage.db import create_engine
-    from storage.models import Staff
     from tests.cluster import Cluster, TelegramLikeDelivery, cluster_config
     from tests.fakes.bot_api import FakeBotApi
 
@@ -134,14 +131,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         # As after the first start: the model is in the data folder, so this measures serving, not training.
         await asyncio.to_thread(load_or_train_default, cache_dir=cluster.data_dir / "models")
-        for command in (("db", "upgrade"), ("demo",)):
-            done = await asyncio.to_thread(cluster.run_cli, *command)
-            if done.returncode != 0:
-                raise RuntimeError(f"main.py {' '.join(command)} failed: {done.stderr[-2000:]}")
-        engine = create_engine(database_url, pool_size=1)
-        async with engine.begin() as conn:  # staff reachable in Telegram, so alerts are queued for them
-            await conn.execute(update(Staff).values(telegram_id=Staff.id + 900_000_000))
-        await engine.dispose()
+        done = await asyncio.to_thread(cluster.run_cli, "db", "upgrade")
+        if done.returncode != 0:
+            raise RuntimeError(f"main.py db upgrade failed: {done.stderr[-2000:]}")
+        await cluster.seed_demo()  # staff reachable in Telegram, so alerts are queued for them
         web = cluster.add_web()
         web.start()
         await web.wait_ready()

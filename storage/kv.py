@@ -274,9 +274,6 @@ class _Outage:
         self._probing = True  # this caller probes; the others keep using the fallback meanwhile
         return False
 
-    def started(self) -> float:
-        return time.monotonic()
-
     def released(self) -> None:
         """The call ended some other way (cancelled, a non-Redis error): not a verdict on Redis, but a probe
         in progress must not stay claimed, or every later call would skip Redis for good."""
@@ -314,7 +311,7 @@ class ResilientKeyValue(KeyValueStore):
     async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         if self._outage.skip():
             return await getattr(self._fallback, name)(*args, **kwargs)
-        started = self._outage.started()
+        started = time.monotonic()
         try:
             result = await getattr(self._primary, name)(*args, **kwargs)
         except self._errors as exc:
@@ -357,7 +354,7 @@ class ResilientLocks(Locks):
                 yield local
             return
         manager = self._primary.hold(name, ttl, wait)
-        started = self._outage.started()
+        started = time.monotonic()
         try:
             acquired = await manager.__aenter__()
         except BaseException as exc:
@@ -392,7 +389,7 @@ class ResilientPubSub(PubSub):
         await self._local.publish(channel, message)
         if self._outage.skip():
             return  # a wake-up is an optimisation: not worth a hanging Redis's timeout
-        started = self._outage.started()
+        started = time.monotonic()
         try:
             await self._primary.publish(channel, message)
         except self._errors as exc:

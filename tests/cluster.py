@@ -205,6 +205,25 @@ class Cluster:
     def stop_all(self) -> dict[str, int | None]:
         return {node.name: node.stop() for node in self.nodes}
 
+    async def seed_demo(self, admin_database_url: str | None = None) -> None:
+        """`main.py demo`, then every employee gets a Telegram chat (as after /start <invite>), so alerts go
+        to people. `admin_database_url` reaches the database directly when the cluster's own URL goes
+        through a proxy."""
+        from sqlalchemy import update
+
+        from storage.db import create_engine
+        from storage.models import Staff
+
+        demo = await asyncio.to_thread(self.run_cli, "demo")
+        if demo.returncode != 0:
+            raise AssertionError(f"main.py demo failed: {demo.stderr[-2000:]}")
+        engine = create_engine(admin_database_url or self.database_url, pool_size=1)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(update(Staff).values(telegram_id=Staff.id + 900_000_000))
+        finally:
+            await engine.dispose()
+
 
 class TelegramLikeDelivery:
     """Delivers updates the way Telegram does: to any live web process, again and again until one answers

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from storage.db import create_engine, create_session_factory
-from storage.models import Call, Interaction, Notification, Staff, Ticket, TicketEvent
+from storage.models import Call, Interaction, Notification, Ticket, TicketEvent
 from tests.cluster import (
     PUBLIC_BASE_URL,
     TWILIO_TOKEN,
@@ -46,12 +46,7 @@ async def cluster(tmp_path, postgres_url, fake_bot_api, trained_data_dir):
     group = Cluster(workdir=tmp_path, database_url=postgres_url, redis_url=TEST_REDIS_URL,
                     bot_api_base=fake_bot_api.base_url, bot_token=fake_bot_api.token,
                     config_file=cluster_config(tmp_path / "site.yaml"), data_dir=trained_data_dir)
-    demo = await asyncio.to_thread(group.run_cli, "demo")
-    assert demo.returncode == 0, demo.stderr
-    engine = create_engine(postgres_url, pool_size=2)
-    async with engine.begin() as conn:  # give every employee a Telegram chat, as after /start <invite>
-        await conn.execute(update(Staff).values(telegram_id=Staff.id + 900_000_000))
-    await engine.dispose()
+    await group.seed_demo()
     try:
         yield group
     finally:

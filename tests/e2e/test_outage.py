@@ -18,11 +18,10 @@ from datetime import UTC, datetime
 
 import aiohttp
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from storage.db import create_engine
-from storage.models import Notification, Staff
+from storage.models import Notification
 from tests.cluster import Cluster, TcpProxy, TelegramLikeDelivery, cluster_config
 from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, _truncate_postgres
 from tests.e2e.test_cluster import USER_BASE, check_invariants, db_session, wait_until
@@ -49,12 +48,7 @@ async def start_cluster(tmp_path, fake_bot_api, trained_data_dir, *, database_ur
     cluster = Cluster(workdir=tmp_path, database_url=database_url, redis_url=redis_url,
                       bot_api_base=fake_bot_api.base_url, bot_token=fake_bot_api.token,
                       config_file=cluster_config(tmp_path / "site.yaml"), data_dir=trained_data_dir)
-    demo = await asyncio.to_thread(cluster.run_cli, "demo")
-    assert demo.returncode == 0, demo.stderr
-    engine = create_engine(admin_database_url, pool_size=1)
-    async with engine.begin() as conn:  # every employee has a Telegram chat, as after /start <invite>
-        await conn.execute(update(Staff).values(telegram_id=Staff.id + 900_000_000))
-    await engine.dispose()
+    await cluster.seed_demo(admin_database_url)
     web, worker = cluster.add_web(), cluster.add_worker()
     web.start()
     worker.start()
