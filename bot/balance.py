@@ -9,6 +9,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 
 from bot import keyboards as kb
+from bot.filters import on_loop
 from bot.menu import require_client
 from bot.texts import esc, labels
 from handlers.context import AppContext
@@ -73,5 +74,5 @@ async def on_balance(message: Message, ctx: AppContext, lang: str, state: FSMCon
 
 def build_router(ctx: AppContext) -> Router:
     router = Router(name="balance")
-    router.message.register(on_balance, F.text.in_(labels(ctx, "menu_balance")))
+    router.message.register(on_balance, on_loop(F.text.in_(labels(ctx, "menu_balance"))))
     return router

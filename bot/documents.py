@@ -10,6 +10,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import BufferedInputFile, CallbackQuery, Message
 
 from bot import keyboards as kb
+from bot.filters import on_loop
 from bot.menu import require_client
 from bot.texts import CAPTION_LIMIT, esc, labels, truncate
 from handlers.callbacks import decode
@@ -148,7 +149,7 @@ async def on_period(query: CallbackQuery, ctx: AppContext, lang: str, client: Cl
 
 def build_router(ctx: AppContext) -> Router:
     router = Router(name="documents")
-    router.message.register(on_documents, F.text.in_(labels(ctx, "menu_documents")))
-    router.callback_query.register(on_kind, F.data.startswith("c:dk:"))
-    router.callback_query.register(on_period, F.data.startswith("c:dp:"))
+    router.message.register(on_documents, on_loop(F.text.in_(labels(ctx, "menu_documents"))))
+    router.callback_query.register(on_kind, on_loop(F.data.startswith("c:dk:")))
+    router.callback_query.register(on_period, on_loop(F.data.startswith("c:dp:")))
     return router

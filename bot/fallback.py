@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.types import CallbackQuery, Message
 
+from bot.filters import on_loop
 from handlers.context import AppContext
 
 
@@ -23,7 +24,7 @@ async def on_stale_button(query: CallbackQuery, ctx: AppContext, lang: str) -> N
 
 def build_router() -> Router:
     router = Router(name="fallback")
-    router.message.register(on_unknown_command, F.text.startswith("/"))
+    router.message.register(on_unknown_command, on_loop(F.text.startswith("/")))
     router.message.register(on_unsupported)
     router.callback_query.register(on_stale_button)
     return router

@@ -8,6 +8,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 
 from bot import keyboards as kb
+from bot.filters import on_loop
 from bot.texts import esc, labels
 from handlers.context import AppContext
 from handlers.dto import ClientProfile, StaffProfile
@@ -62,5 +63,5 @@ def build_router(ctx: AppContext) -> Router:
     router = Router(name="menu")
     router.message.register(on_help, Command("help"))
     router.message.register(on_cancel, Command("cancel"))
-    router.message.register(on_manager, F.text.in_(labels(ctx, "menu_manager")))
+    router.message.register(on_manager, on_loop(F.text.in_(labels(ctx, "menu_manager"))))
     return router

@@ -18,6 +18,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message, Update
 
 from bot import keyboards as kb
+from bot.filters import on_loop
 from bot.fsm import Problem, Rating
 from bot.menu import require_client
 from bot.texts import esc, labels, split_text, truncate
@@ -392,21 +393,22 @@ async def on_rating_skip(query: CallbackQuery, ctx: AppContext, lang: str, state
         await query.message.answer(ctx.t("bot_rating_thanks", lang))
 
 
-MEDIA = F.photo | F.document | F.voice | F.video | F.audio
+MEDIA = on_loop(F.photo | F.document | F.voice | F.video | F.audio)
 
 
 def build_router(ctx: AppContext) -> Router:
     router = Router(name="requests")
-    router.message.register(on_my_requests, F.text.in_(labels(ctx, "menu_requests")))
-    router.message.register(on_problem_button, F.text.in_(labels(ctx, "menu_problem")))
-    router.callback_query.register(on_ask, F.data.startswith("c:ask:"))
-    router.callback_query.register(on_topic, F.data.startswith("c:topic:"))
-    router.callback_query.register(on_knowledge_answer, F.data.startswith("c:kb_yes:") | F.data.startswith("c:kb_no:"))
-    router.callback_query.register(on_ticket_history, F.data.startswith("c:tk:"))
-    router.callback_query.register(on_rate, F.data.startswith("c:rate:"))
-    router.callback_query.register(on_rating_skip, F.data.startswith("c:rate_skip:"))
-    router.message.register(on_rating_comment, StateFilter(Rating.comment), F.text)
-    router.message.register(on_problem_text, StateFilter(Problem.text), F.text)
+    router.message.register(on_my_requests, on_loop(F.text.in_(labels(ctx, "menu_requests"))))
+    router.message.register(on_problem_button, on_loop(F.text.in_(labels(ctx, "menu_problem"))))
+    router.callback_query.register(on_ask, on_loop(F.data.startswith("c:ask:")))
+    router.callback_query.register(on_topic, on_loop(F.data.startswith("c:topic:")))
+    router.callback_query.register(on_knowledge_answer,
+                                   on_loop(F.data.startswith("c:kb_yes:") | F.data.startswith("c:kb_no:")))
+    router.callback_query.register(on_ticket_history, on_loop(F.data.startswith("c:tk:")))
+    router.callback_query.register(on_rate, on_loop(F.data.startswith("c:rate:")))
+    router.callback_query.register(on_rating_skip, on_loop(F.data.startswith("c:rate_skip:")))
+    router.message.register(on_rating_comment, StateFilter(Rating.comment), on_loop(F.text))
+    router.message.register(on_problem_text, StateFilter(Problem.text), on_loop(F.text))
     router.message.register(on_media, MEDIA)
-    router.message.register(on_text, F.text, ~F.text.startswith("/"))
+    router.message.register(on_text, on_loop(F.text), on_loop(~F.text.startswith("/")))
     return router

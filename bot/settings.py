@@ -13,6 +13,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 
 from bot import keyboards as kb
+from bot.filters import on_loop
 from bot.fsm import Settings as SettingsState
 from bot.menu import require_client
 from bot.middlewares import remember_language
@@ -211,13 +212,13 @@ async def on_forget_button(query: CallbackQuery, ctx: AppContext, lang: str, sta
 
 def build_router(ctx: AppContext) -> Router:
     router = Router(name="settings")
-    router.message.register(on_settings, F.text.in_(labels(ctx, "menu_settings")))
+    router.message.register(on_settings, on_loop(F.text.in_(labels(ctx, "menu_settings"))))
     router.message.register(on_settings, Command("settings"))
     router.message.register(on_forget_command, Command("forget"))
-    router.callback_query.register(on_language, F.data.startswith("c:lang:"))
-    router.callback_query.register(on_toggle, F.data.startswith("c:sub:"))
-    router.callback_query.register(on_ask_value, F.data.startswith("c:subset:"))
-    router.callback_query.register(on_forget_button, F.data.startswith("c:forget:"))
-    router.message.register(on_threshold, StateFilter(SettingsState.threshold), F.text)
-    router.message.register(on_days, StateFilter(SettingsState.days_before), F.text)
+    router.callback_query.register(on_language, on_loop(F.data.startswith("c:lang:")))
+    router.callback_query.register(on_toggle, on_loop(F.data.startswith("c:sub:")))
+    router.callback_query.register(on_ask_value, on_loop(F.data.startswith("c:subset:")))
+    router.callback_query.register(on_forget_button, on_loop(F.data.startswith("c:forget:")))
+    router.message.register(on_threshold, StateFilter(SettingsState.threshold), on_loop(F.text))
+    router.message.register(on_days, StateFilter(SettingsState.days_before), on_loop(F.text))
     return router

@@ -17,6 +17,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 
 from bot import keyboards as kb
+from bot.filters import on_loop
 from bot.fsm import StaffReply
 from bot.requests import format_due, render_history, status_text
 from bot.texts import esc, split_text, truncate
@@ -300,7 +301,7 @@ async def is_staff(_event: Any, staff: StaffProfile | None = None) -> bool:
 
 def build_router(ctx: AppContext) -> Router:
     router = Router(name="staff")
-    router.callback_query.register(on_ticket_button, F.data.startswith("t:"))
+    router.callback_query.register(on_ticket_button, on_loop(F.data.startswith("t:")))
     router.message.filter(is_staff)
     router.message.register(on_queue, Command("queue"))
     router.message.register(on_my, Command("my"))
@@ -308,8 +309,9 @@ def build_router(ctx: AppContext) -> Router:
     router.message.register(on_stats, Command("stats"))
     router.message.register(on_duty, Command("duty"))
     router.message.register(on_kb, Command("kb"))
-    router.message.register(on_alert_reply, F.reply_to_message.from_user.is_bot, ~F.text.startswith("/"))
-    router.message.register(on_reply_state, StateFilter(StaffReply.text), ~F.text.startswith("/"))
+    router.message.register(on_alert_reply, on_loop(F.reply_to_message.from_user.is_bot),
+                            on_loop(~F.text.startswith("/")))
+    router.message.register(on_reply_state, StateFilter(StaffReply.text), on_loop(~F.text.startswith("/")))
     return router
 
 

@@ -10,6 +10,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 
 from bot import keyboards as kb
+from bot.filters import on_loop
 from bot.fsm import Identify
 from bot.texts import esc, labels
 from handlers.context import AppContext
@@ -140,9 +141,9 @@ async def on_pin(message: Message, ctx: AppContext, lang: str, state: FSMContext
 def build_router(ctx: AppContext) -> Router:
     router = Router(name="start")
     router.message.register(on_start, CommandStart())
-    router.message.register(on_contact, F.contact)
-    router.message.register(start_account_pin, F.text.in_(labels(ctx, "bot_use_account_button")))
-    router.callback_query.register(on_ident_button, F.data == kb.client_data("ident", "pin"))
-    router.message.register(on_account, StateFilter(Identify.account), F.text)
-    router.message.register(on_pin, StateFilter(Identify.pin), F.text)
+    router.message.register(on_contact, on_loop(F.contact))
+    router.message.register(start_account_pin, on_loop(F.text.in_(labels(ctx, "bot_use_account_button"))))
+    router.callback_query.register(on_ident_button, on_loop(F.data == kb.client_data("ident", "pin")))
+    router.message.register(on_account, StateFilter(Identify.account), on_loop(F.text))
+    router.message.register(on_pin, StateFilter(Identify.pin), on_loop(F.text))
     return router

@@ -27,3 +27,22 @@ async def test_long_polling_without_public_url(services, fake_bot_api):
         await fake_bot_api.wait_for(lambda calls: any(c.method == "getUpdates" for c in calls), timeout=10)
         assert any(c.method == "deleteWebhook" for c in fake_bot_api.calls)
         assert (await client.post("/telegram/webhook", json={})).status in (404, 405)
+
+
+def test_no_filter_or_handler_runs_in_a_worker_thread(services):
+    """aiogram runs a synchronous filter or handler (a bare `F.text` too) through asyncio.to_thread; on the
+    message path that cost a thread hand-off per check (bot/filters.py). Every one must be a coroutine."""
+    from bot.dispatcher import build_dispatcher
+
+    dp = build_dispatcher(services.ctx)
+    in_threads = []
+    for router in dp.chain_tail:
+        for name, observer in router.observers.items():
+            for handler in observer.handlers:
+                for obj in (handler, *(handler.filters or ())):
+                    if not obj.awaitable:
+                        in_threads.append(f"{router.name}.{name}: {obj.callback!r}")
+            for obj in observer._handler.filters or ():
+                if not obj.awaitable:
+                    in_threads.append(f"{router.name}.{name} router filter: {obj.callback!r}")
+    assert in_threads == []
