@@ -9,6 +9,7 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 
 from bot import balance, documents, errors, fallback, menu, requests, settings, staff, start
+from bot.lazy_validators import lean_aiogram
 from bot.middlewares import FloodLimitMiddleware, IdentityMiddleware
 from handlers.context import AppContext
 
@@ -33,6 +34,7 @@ def keep_response_models() -> None:
 
 
 def build_dispatcher(ctx: AppContext, storage: BaseStorage | None = None) -> Dispatcher:
+    lean_aiogram()
     keep_response_models()
     dp = Dispatcher(storage=storage or MemoryStorage())
     dp["ctx"] = ctx

@@ -27,6 +27,7 @@ from aiogram.exceptions import (
 )
 from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
 
+from bot.lazy_validators import lean_aiogram
 from handlers.ports import (
     Button,
     MessageSender,
@@ -42,6 +43,7 @@ SEND_TIMEOUT = 20  # seconds for one Bot API call; documents get more
 
 def make_bot(token: str, api_server: str = "https://api.telegram.org") -> Bot:
     """A Bot pointed at `api_server` (Telegram itself, a local Bot API server or a test double)."""
+    lean_aiogram()  # every process that talks to Telegram builds one: ~80 MB less (see bot/lazy_validators.py)
     session = AiohttpSession(api=TelegramAPIServer.from_base(api_server.rstrip("/")))
     # HTML by default, like the bot adapter: the two share this Bot (ctx.extras["bot"]).
     return Bot(token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
