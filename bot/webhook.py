@@ -143,7 +143,8 @@ class WebhookHandler:
         return web.json_response({"ok": True})
 
     async def _already_processed(self, key: str) -> bool:
-        async with self.ctx.uow() as uow:
+        # A read-only unit of work: on PostgreSQL one round trip instead of BEGIN, SELECT, ROLLBACK.
+        async with self.ctx.read() as uow:
             return await uow.processed_updates.get(SOURCE, key) is not None
 
     async def _mark(self, key: str, status: str, error: str | None, attempts: int) -> None:
