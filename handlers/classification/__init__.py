@@ -16,9 +16,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# The engine needs numpy, SciPy and scikit-learn (seconds to import). Channels import this package for
-# `remote.classify_text` and `TOPICS` while the service starts, so the heavy names load on first use
-# (PEP 562) and start-up does not wait for them.
+# The engine needs numpy and the sentence encoder (training also scikit-learn): seconds to import. Channels
+# import this package for `remote.classify_text` and `TOPICS` while the service starts, so the heavy names
+# load on first use (PEP 562) and start-up does not wait for them.
 _LAZY = {
     "DEFAULT_OOS_LABEL": "engine", "Classification": "engine", "LinearTopicModel": "engine",
     "TopicClassifier": "engine", "TopicScore": "engine",

@@ -1,18 +1,23 @@
 """Feature extraction: word n-grams, character n-grams and projected sentence vectors.
 
-Batch transforms (training) use scikit-learn; a single request takes a hand-written
-fast path that yields the same numbers without scikit-learn's per-call overhead
-(validation, sparse-matrix construction), which would otherwise dominate latency.
+The n-gram blocks are plain data (analyzer settings, vocabulary, idf; see tfidf.py) so that a pickled model
+loads and predicts without scikit-learn or SciPy, which would cost a web process ~100 MB (issue 9). Batch
+transforms (training, evaluation) build SciPy matrices and import SciPy when called; a single request takes
+a hand-written path that yields the same numbers without building any matrix.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.sparse import csr_matrix, hstack
-from sklearn.feature_extraction.text import TfidfVectorizer
+
+from .tfidf import CHAR_WB, WORDS, Analyzer, Tfidf
+
+if TYPE_CHECKING:
+    from scipy.sparse import csr_matrix
 
 _WORD_CACHE_SIZE = 50_000  # words whose char n-gram columns are kept (see NgramBlock)
 
@@ -30,47 +35,52 @@ class FeatureSettings:
 
 
 class NgramBlock:
-    """A fitted TF-IDF vectoriser plus a fast single-text transform."""
+    """A fitted float32 TF-IDF block (sublinear tf, smoothed idf, L2 rows) plus a fast single-text transform."""
 
-    def __init__(self, vectorizer: TfidfVectorizer) -> None:
-        self.vectorizer = vectorizer
+    def __init__(self, tfidf: Tfidf) -> None:
+        self.tfidf = tfidf
         self._reset_fast_path()
 
     def _reset_fast_path(self) -> None:
-        self._analyzer = None
-        self._idf = None
+        self._idf = self.tfidf.idf.astype(np.float32)
         # char_wb n-grams never cross a word (each word is padded with spaces and cut on
         # its own), so a word's vocabulary columns can be cached: a request then costs a
         # dict look-up per word instead of ~15 n-gram strings per word.
-        v = self.vectorizer
-        self._per_word = (v.analyzer == "char_wb" and not v.lowercase and v.preprocessor is None
-                          and v.strip_accents is None and v.input == "content")
+        analyzer = self.tfidf.analyzer
+        self._per_word = analyzer.kind == CHAR_WB and not analyzer.lowercase
         self._word_columns: dict[str, list[int]] = {}
 
     @classmethod
-    def fit(cls, docs: list[str], **kwargs) -> NgramBlock:
-        vectorizer = TfidfVectorizer(sublinear_tf=True, lowercase=False, dtype=np.float32, **kwargs)
-        vectorizer.fit(docs)
-        return cls(vectorizer)
+    def fit_words(cls, docs: list[str], ngram_range: tuple[int, int]) -> NgramBlock:
+        """Word n-grams over whitespace-separated tokens, case kept (the text is normalised before)."""
+        return cls(Tfidf.fit(docs, Analyzer(WORDS, tuple(ngram_range)), dtype=np.float32))
+
+    @classmethod
+    def fit_chars(cls, docs: list[str], ngram_range: tuple[int, int], min_df: int = 1) -> NgramBlock:
+        """Character n-grams inside words (char_wb), kept when in at least `min_df` documents."""
+        return cls(Tfidf.fit(docs, Analyzer(CHAR_WB, tuple(ngram_range)), min_df=min_df, dtype=np.float32))
 
     @property
     def size(self) -> int:
-        return len(self.vectorizer.vocabulary_)
+        return self.tfidf.size
 
     def transform(self, docs: list[str]) -> csr_matrix:
-        return self.vectorizer.transform(docs)
+        """Rows of many documents as a SciPy matrix (training and evaluation only: imports SciPy)."""
+        from scipy.sparse import csr_matrix
+
+        rows = self.tfidf.transform(docs)
+        return csr_matrix((rows.values, rows.indices, rows.indptr), shape=(rows.n_rows, rows.n_columns))
 
     def _columns(self, doc: str) -> list[int]:
         """Vocabulary columns of the doc's n-grams, one entry per occurrence."""
-        vocabulary = self.vectorizer.vocabulary_
         if not self._per_word:
-            return [vocabulary[g] for g in self._analyzer(doc) if g in vocabulary]
+            return self.tfidf.columns(doc)
         cache = self._word_columns
         columns: list[int] = []
         for word in doc.split():
             found = cache.get(word)
             if found is None:
-                found = [vocabulary[g] for g in self._analyzer(word) if g in vocabulary]
+                found = self.tfidf.columns(word)
                 if len(cache) >= _WORD_CACHE_SIZE:
                     cache.clear()  # bounded; refills with the words in use
                 cache[word] = found
@@ -78,10 +88,7 @@ class NgramBlock:
         return columns
 
     def transform_one(self, doc: str) -> tuple[np.ndarray, np.ndarray]:
-        """(column indices, tf-idf values) of one document, L2-normalised like sklearn's."""
-        if self._idf is None:
-            self._analyzer = self.vectorizer.build_analyzer()
-            self._idf = self.vectorizer.idf_.astype(np.float32)
+        """(column indices, tf-idf values) of one document, L2-normalised like the batch transform."""
         counts = Counter(self._columns(doc))
         if not counts:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
@@ -94,10 +101,12 @@ class NgramBlock:
         return idx, values
 
     def __getstate__(self):
-        return {"vectorizer": self.vectorizer}
+        return {"tfidf": self.tfidf}  # the per-word cache is rebuilt on use
 
     def __setstate__(self, state):
-        self.vectorizer = state["vectorizer"]
+        if "tfidf" not in state:  # pickled by format 2, which held a scikit-learn vectoriser
+            raise ValueError("the model was saved by an older version; train it again")
+        self.tfidf = state["tfidf"]
         self._reset_fast_path()
 
 
@@ -125,6 +134,9 @@ class EmbeddingProjection:
 
 
 def build_matrix(word: csr_matrix, char: csr_matrix, projected: np.ndarray | None) -> csr_matrix:
+    """The training matrix: both n-gram blocks and the projected sentence vectors side by side."""
+    from scipy.sparse import csr_matrix, hstack
+
     blocks = [word, char]
     if projected is not None:
         blocks.append(csr_matrix(projected.astype(np.float32)))

@@ -14,9 +14,9 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.svm import LinearSVC
 
 from .embeddings import SentenceEncoder, load_default_encoder
 from .engine import (
@@ -31,6 +31,9 @@ from .features import EmbeddingProjection, FeatureSettings, NgramBlock, build_ma
 from .nlu_data import Example
 from .normalize import prepare
 from .threads import single_blas_thread
+
+if TYPE_CHECKING:
+    from sklearn.svm import LinearSVC
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,7 @@ def train(
         raise ValueError("training needs at least two in-scope labels")
     if encoder is _USE_DEFAULT_ENCODER:
         encoder = load_default_encoder()
+    import sklearn.svm  # noqa: F401 - once, before two threads fit at the same time (see _fit_svm)
 
     timings: dict[str, float] = {}
     mark = time.perf_counter()
@@ -88,10 +92,9 @@ def train(
         prepared = [prepare(t) for t in texts]
         lap("normalize")
         fs = settings.features
-        word = NgramBlock.fit([p[0] for p in prepared], ngram_range=fs.word_ngrams, tokenizer=str.split,
-                              token_pattern=None)
-        char = NgramBlock.fit([p[1] for p in prepared], analyzer="char_wb", ngram_range=fs.char_ngrams,
-                              min_df=min(fs.char_min_df, max(1, len(texts) // 50)))
+        word = NgramBlock.fit_words([p[0] for p in prepared], fs.word_ngrams)
+        char = NgramBlock.fit_chars([p[1] for p in prepared], fs.char_ngrams,
+                                    min_df=min(fs.char_min_df, max(1, len(texts) // 50)))
         vectors = None
         projection = None
         if encoder is not None:
@@ -152,6 +155,10 @@ def _unit_rows(m: np.ndarray) -> np.ndarray:
 
 
 def _fit_svm(x, labels, trainable, rows, class_names, c) -> LinearSVC:
+    # Imported here, not at the top: the web process imports this module (through model_store) but must
+    # never load scikit-learn (~100 MB, issue 9); training runs in a child process or a CLI command.
+    from sklearn.svm import LinearSVC
+
     rows = rows[trainable[rows]]
     y = labels[rows].astype(str)
     present = sorted(set(y))

@@ -4,6 +4,9 @@ Each question variant (and the title) of an article is a row; a query's score fo
 cosine similarity over the article's rows, averaged over two views of the text: character n-grams (robust
 to typos and word forms) and word lemmas (robust to word order). Pure and synchronous: the service builds
 one index per language and swaps it whole when articles change.
+
+The weights are scikit-learn's TfidfVectorizer's (sublinear tf, smoothed idf, L2 rows) computed by
+handlers.classification.tfidf, so a web process never loads scikit-learn or SciPy (~100 MB, issue 9).
 """
 
 from __future__ import annotations
@@ -13,7 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
+
+from handlers.classification.tfidf import CHAR_WB, PATTERN, Analyzer, CsrRows, Tfidf
+
+# Same analyzers as TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5)) and
+# TfidfVectorizer(ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b"), lowercase as by default.
+CHAR_ANALYZER = Analyzer(CHAR_WB, (2, 5), lowercase=True)
+WORD_ANALYZER = Analyzer(PATTERN, (1, 2), lowercase=True, token_pattern=r"(?u)\b\w+\b")
 
 
 @dataclass(frozen=True)
@@ -48,29 +57,47 @@ please hi hello thanks thank there here have has had not no so just about any so
 """.split())
 
 
-class _QueryScorer:
-    """Cosine similarity of one query against the fitted rows: the same numbers as
-    `rows @ vectorizer.transform([query]).T`, computed directly from the vocabulary and idf weights.
-    scikit-learn's transform validates its input and builds a matrix for every call, which costs several
-    times the arithmetic for one short query, and the knowledge base is searched on every client message."""
+class _ColumnStore:
+    """Fitted rows stored column by column (CSC without SciPy): for each term, the rows holding it."""
 
-    def __init__(self, vectorizer: TfidfVectorizer, rows: object) -> None:
-        assert vectorizer.sublinear_tf and vectorizer.norm == "l2" and vectorizer.use_idf
-        self._analyze = vectorizer.build_analyzer()
-        self._vocabulary: dict[str, int] = vectorizer.vocabulary_
-        self._idf = vectorizer.idf_
-        self._columns = rows.tocsc()  # type: ignore[attr-defined]  # term columns sliced per query
-        self._rows = self._columns.shape[0]
+    def __init__(self, rows: CsrRows) -> None:
+        row_of_entry = np.repeat(np.arange(rows.n_rows, dtype=np.int64), np.diff(rows.indptr))
+        order = np.argsort(rows.indices, kind="stable")
+        self._rows = row_of_entry[order]
+        self._values = rows.values[order]
+        self._starts = np.zeros(rows.n_columns + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows.indices, minlength=rows.n_columns), out=self._starts[1:])
+        self.n_rows = rows.n_rows
+
+    def dot(self, columns: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """rows[:, columns] @ weights: gathers the entries of the chosen columns in a few array operations."""
+        starts = self._starts[columns]
+        lengths = self._starts[columns + 1] - starts
+        total = int(lengths.sum())
+        if not total:
+            return np.zeros(self.n_rows)
+        ends = np.cumsum(lengths)
+        # position p of the output lies in column j's run: entry starts[j] + (p - first output position of j)
+        entries = np.arange(total) + np.repeat(starts - (ends - lengths), lengths)
+        products = self._values[entries] * np.repeat(weights, lengths)
+        return np.bincount(self._rows[entries], weights=products, minlength=self.n_rows)
+
+
+class _QueryScorer:
+    """Cosine similarity of one query against the fitted rows (TfidfVectorizer's `rows @ transform([q]).T`)."""
+
+    def __init__(self, tfidf: Tfidf, rows: Sequence[str]) -> None:
+        self._tfidf = tfidf
+        self._columns = _ColumnStore(tfidf.transform(rows))
 
     def __call__(self, query: str) -> np.ndarray:
-        vocabulary = self._vocabulary
-        counts = Counter(vocabulary[term] for term in self._analyze(query) if term in vocabulary)
+        counts = Counter(self._tfidf.columns(query))
         if not counts:
-            return np.zeros(self._rows)
+            return np.zeros(self._columns.n_rows)
         columns = np.fromiter(counts.keys(), np.int64, len(counts))
-        weights = (1.0 + np.log(np.fromiter(counts.values(), np.float64, len(counts)))) * self._idf[columns]
+        weights = (1.0 + np.log(np.fromiter(counts.values(), np.float64, len(counts)))) * self._tfidf.idf[columns]
         weights /= np.linalg.norm(weights)
-        return np.asarray(self._columns[:, columns] @ weights).ravel()
+        return self._columns.dot(columns, weights)
 
 
 class KnowledgeIndex:
@@ -90,24 +117,20 @@ class KnowledgeIndex:
                 rows.append(normalize(text))
                 owners.append(position)
         self._owners = np.array(owners, dtype=np.int64)
-        self._char = self._word = None
+        self._ready = False
         if rows:
             # Word frequencies from the wider domain text (e.g. the classifier's training data) make words
             # every client uses ("internet", "интернет") weigh little, as they should.
             corpus = rows + [normalize(t) for t in background]
-            self._char = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True).fit(corpus)
-            self._word = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True,
-                                         token_pattern=r"(?u)\b\w+\b").fit(corpus)
-            self._char_rows = self._char.transform(rows)
-            self._word_rows = self._word.transform(rows)
-            self._char_scores = _QueryScorer(self._char, self._char_rows)
-            self._word_scores = _QueryScorer(self._word, self._word_rows)
+            self._char_scores = _QueryScorer(Tfidf.fit(corpus, CHAR_ANALYZER), rows)
+            self._word_scores = _QueryScorer(Tfidf.fit(corpus, WORD_ANALYZER), rows)
+            self._ready = True
 
     def __len__(self) -> int:
         return len(self._articles)
 
     def search(self, text: str, *, topic: str | None = None, k: int = 3) -> list[Hit]:
-        if self._char is None or not text.strip():
+        if not self._ready or not text.strip():
             return []
         query = self._normalize(text)
         if not query.strip():

@@ -68,7 +68,7 @@ class KnowledgeBase:
     async def refresh(self) -> None:
         async with self._ctx.uow() as uow:
             rows = list(await uow.session.scalars(select(KnowledgeArticle).where(KnowledgeArticle.is_active.is_(True))))
-        # scikit-learn takes a while to import; pay for it on the first search, not at start-up.
+        # The index (and pymorphy3) takes a while to load: pay for it on the first search, not at start-up.
         from handlers.knowledge.index import ArticleDoc, KnowledgeIndex
 
         by_language: dict[str, list[ArticleDoc]] = {}
