@@ -57,15 +57,62 @@ _TOKEN_CACHE_SIZE = 8_000
 # (projection + layer norm), the raw embedding's product with the fused head, and
 # the mean and the sum of squared deviations of the raw embedding (final layer norm).
 _SLOTS = slice(0, sum(n for n, _ in _ORDERS) * _CNN_DIM)
-_X = slice(_SLOTS.stop, _SLOTS.stop + len(_ORDERS) * _CNN_DIM)
+_BRANCH_COLS = len(_ORDERS) * _CNN_DIM
+_X = slice(_SLOTS.stop, _SLOTS.stop + _BRANCH_COLS)
 _HEAD_IN = 640  # d0 and p1 outputs, 320 each
-_RAW_HEAD = slice(_X.stop, _X.stop + _HEAD_IN)
+_RAW_HEAD = slice(_X.stop, _X.stop + _HEAD_IN)  # right after _X: see _raw_weights
 _RAW_MEAN = _RAW_HEAD.stop
 _RAW_M2 = _RAW_MEAN + 1
 _ROW = _RAW_M2 + 1
 # Rows per (rows, 256) x (256, 256) product on the single-query path: 12 x 256 x 256
 # multiply-adds stays under OpenBLAS's small-matrix limit (see _encode_single).
 _SMALL_GEMM_ROWS = 12
+_SMALL_GEMM_MACS = _SMALL_GEMM_ROWS * _CNN_DIM * _CNN_DIM
+
+
+def _shift_groups() -> tuple[tuple[tuple[int, int, int, int], ...], dict[tuple[int, int], int]]:
+    """Order of the ten (branch, window slot) blocks in a cached row: grouped by the slot's
+    offset from the centre token (slot j of a branch with left context l reads token t + j - l).
+
+    Every branch has the offsets of the narrower ones, so a group holds the blocks of a suffix
+    of the branches, side by side in branch order, which is exactly the output columns of those
+    branches. A convolution over a sentence is then one shifted slice-add per group (five numpy
+    calls for the three branches) instead of one per block (ten, plus per-branch bookkeeping):
+    on this path each numpy call costs ~1-3 us, about what the arithmetic costs.
+    Returns ((offset, first branch, first block, blocks), ...) full-width groups first, and the
+    block index of each (branch, slot)."""
+    members: dict[int, list[tuple[int, int]]] = {}
+    for i, (n, left) in enumerate(_ORDERS):
+        for j in range(n):
+            members.setdefault(j - left, []).append((i, j))
+    groups, block_of, block = [], {}, 0
+    for offset in sorted(members, key=lambda d: (-len(members[d]), abs(d), -d)):
+        branches = [i for i, _ in members[offset]]
+        if branches != list(range(branches[0], len(_ORDERS))):
+            raise AssertionError("window offsets of a branch must include those of the narrower ones")
+        groups.append((offset, branches[0], block, len(branches)))
+        for key in members[offset]:
+            block_of[key] = block
+            block += 1
+    if len(groups) < 2 or groups[0][1] != 0 or groups[1][1] != 0:
+        raise AssertionError("the first two offset groups must cover every branch")
+    return tuple(groups), block_of
+
+
+_GROUPS, _BLOCK_OF = _shift_groups()
+
+
+def _shift_sum(src: np.ndarray, n_tok: int, out: np.ndarray) -> None:
+    """out[t] = sum over offset groups d of src[_MAX_LEFT + t + d, group d's blocks] (to its branches' columns).
+
+    `src` holds one row per token with _MAX_LEFT rows before the first and _MAX_RIGHT after the
+    last that are zero (the original's zero padding): conv 1 over the cached slot terms and
+    conv 2 over its per-slot products both reduce to this."""
+    (d0, _, b0, k0), (d1, _, b1, k1) = _GROUPS[0], _GROUPS[1]
+    np.add(src[_MAX_LEFT + d0:_MAX_LEFT + d0 + n_tok, b0 * _CNN_DIM:(b0 + k0) * _CNN_DIM],
+           src[_MAX_LEFT + d1:_MAX_LEFT + d1 + n_tok, b1 * _CNN_DIM:(b1 + k1) * _CNN_DIM], out=out)
+    for d, first, b, k in _GROUPS[2:]:
+        out[:, first * _CNN_DIM:] += src[_MAX_LEFT + d:_MAX_LEFT + d + n_tok, b * _CNN_DIM:(b + k) * _CNN_DIM]
 
 
 class SentenceEncoder(Protocol):
@@ -76,13 +123,29 @@ class SentenceEncoder(Protocol):
         """Return an (n, dim) float32 array of L2-normalised vectors."""
 
 
-def _layernorm_rows(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
-    x = x - x.mean(axis=-1, keepdims=True)
-    var = np.einsum("ij,ij->i", x, x) / x.shape[-1]
-    x *= (1.0 / np.sqrt(var + eps))[:, None]
-    x *= gamma
-    x += beta
-    return x
+def _row_means(x: np.ndarray) -> np.ndarray:
+    """x.mean(axis=1) without ndarray.mean's Python-level wrapper (~5 us a call on the request path)."""
+    means = np.add.reduce(x, axis=1)
+    means *= 1.0 / x.shape[1]
+    return means
+
+
+def _matmul_small(a: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+    """out = a @ w, as products of at most _SMALL_GEMM_MACS multiply-adds each.
+
+    OpenBLAS runs such products without packing the weight matrix, close to peak speed;
+    a larger one spends much of its time packing (measured, 4 rows x the ~5.4 MB of
+    per-token weights: ~300 us in whole products, ~150 us cut in 256-column blocks)."""
+    m, k = a.shape
+    n = w.shape[1]
+    if m * k * n <= _SMALL_GEMM_MACS:
+        np.matmul(a, w, out=out)
+        return
+    block = min(n, _CNN_DIM)
+    rows = max(1, _SMALL_GEMM_MACS // (k * block))
+    for c in range(0, n, block):
+        for r in range(0, m, rows):
+            np.matmul(a[r:r + rows], w[:, c:c + block], out=out[r:r + rows, c:c + block])
 
 
 class CachedUseEncoder:
@@ -96,12 +159,13 @@ class CachedUseEncoder:
         weights_path = os.path.join(resources_dir, "weights.npz")
         weights = np.load(weights_path, allow_pickle=False)
         with weights as z:
-            self._table = _mapped_table(z, weights_path, table_dir)
+            # a plain ndarray view: np.memmap's Python-level indexing costs ~1 us a look-up
+            self._table = np.asarray(_mapped_table(z, weights_path, table_dir))
             w = {k: z[k] for k in z.files if not k.startswith("q")}
         self._scale, self._lo = w["scale"], w["lo"]
         self._eps = float(w["eps"])
         orders = [n for n, _ in _ORDERS]
-        self._proj = np.concatenate([w[f"proj{n}"] for n in orders], axis=1)
+        proj = np.concatenate([w[f"proj{n}"] for n in orders], axis=1)
         self._proj_b = np.concatenate([w[f"proj_b{n}"] for n in orders])
         self._ln_g_x = np.concatenate([w[f"ln_g{n}"] for n in orders])
         self._ln_b_x = np.concatenate([w[f"ln_b{n}"] for n in orders])
@@ -113,9 +177,26 @@ class CachedUseEncoder:
         self._b1 = [w[f"b1_{n}"] for n in orders]
         self._w2 = [w[f"w2_{n}"] for n in orders]
         self._b2 = [w[f"b2_{n}"] for n in orders]
-        # the same weights cut into (256, 256) blocks, one per window slot (single-query path)
-        self._w2_slots = [[np.ascontiguousarray(block) for block in w2.reshape(n, _CNN_DIM, _CNN_DIM)]
-                          for n, w2 in zip(orders, self._w2, strict=True)]
+        # Cached rows keep the slot blocks in _GROUPS order: column c of that layout is column
+        # _slot_perm[c] of the per-branch (slot 0..n-1) products computed by _compute_tokens.
+        self._slot_perm = np.empty(_SLOTS.stop, dtype=np.intp)
+        slot_start = 0
+        for i, (n, _) in enumerate(_ORDERS):
+            for j in range(n):
+                block = _BLOCK_OF[(i, j)]
+                self._slot_perm[block * _CNN_DIM:(block + 1) * _CNN_DIM] = np.arange(
+                    (slot_start + j) * _CNN_DIM, (slot_start + j + 1) * _CNN_DIM)
+            slot_start += n
+        # Single-query path: the conv biases of all branches side by side, and conv 2 as one
+        # (256, 256) product per window slot: (input columns of its branch, weights, output block).
+        self._b1_all = np.concatenate(self._b1)
+        self._b2_all = np.concatenate(self._b2)
+        self._conv2_plan = [
+            (slice(i * _CNN_DIM, (i + 1) * _CNN_DIM), np.ascontiguousarray(block),
+             slice(_BLOCK_OF[(i, j)] * _CNN_DIM, (_BLOCK_OF[(i, j)] + 1) * _CNN_DIM))
+            for i, (n, w2) in enumerate(zip(orders, self._w2, strict=True))
+            for j, block in enumerate(w2.reshape(n, _CNN_DIM, _CNN_DIM))]
+        self._zero_row = np.zeros(_ROW, dtype=np.float32)
         self._eps32 = np.float32(self._eps)
         # The pooling head is linear from the layer-normed token features up to the first
         # ReLUs: LN scale -> token sum -> cnn_W -> [d0 | p1]. Folding it into one
@@ -128,10 +209,15 @@ class CachedUseEncoder:
             raise ValueError(f"unexpected USE head shapes {w['d0'].shape}, {w['p1'].shape}")
         first = np.concatenate([w["d0"], w["p1"]], axis=1).astype(np.float64)
         fused = (ln_g[:, None] * cnn_w) @ first
-        self._head_raw = np.ascontiguousarray(fused[:_EMB_DIM], dtype=np.float32)
+        # Everything a token's raw embedding is multiplied by: the branch projections (-> _X) and
+        # the head's raw rows (-> _RAW_HEAD), adjacent in a cached row, so one product fills both.
+        self._raw_weights = np.ascontiguousarray(
+            np.concatenate([proj, fused[:_EMB_DIM].astype(np.float32)], axis=1), dtype=np.float32)
         self._head_conv = np.ascontiguousarray(fused[_EMB_DIM:], dtype=np.float32)
         self._head_colsum = fused.sum(axis=0).astype(np.float32)
         self._head_bias = ((ln_b @ cnn_w + cnn_b) @ first).astype(np.float32)
+        # [bias; colsum] as rows: [n_tok, -sum(r * mu)] @ this is both per-sentence constant terms in one product
+        self._head_consts = np.ascontiguousarray(np.stack([self._head_bias, self._head_colsum]))
         self._d1, self._d2 = w["d1"], w["d2"]
         # z = tanh(y1 @ p3 + y2 @ d3) as one product over the concatenation [y1, y2]
         self._out_w = np.ascontiguousarray(np.concatenate([w["p3"], w["d3"]], axis=0), dtype=np.float32)
@@ -156,31 +242,47 @@ class CachedUseEncoder:
         return rows
 
     def _compute_tokens(self, ids: list[int]) -> None:
-        arr = np.asarray(ids, dtype=np.int64)
+        """Compute and cache the rows of tokens not in the cache (one request's new pieces, or a batch's).
+
+        Reading ~5.4 MB of weights for a handful of rows, this is a cache miss's whole cost, so every
+        product stays in OpenBLAS's unpacked small-matrix regime (_matmul_small) and the rest is a
+        few whole-array numpy calls (each costs ~1 us of overhead whatever its size)."""
+        k = len(ids)
+        arr = np.fromiter(ids, dtype=np.intp, count=k)
         chunk = arr % _NUM_CHUNKS
         raw = self._table[arr].astype(np.float32)
         raw *= self._scale[chunk, None]
         raw += self._lo[chunk, None]
-        out = np.empty((len(ids), _ROW), dtype=np.float32)
-        x = raw @ self._proj
+        out = np.empty((k, _ROW), dtype=np.float32)
+        _matmul_small(raw, self._raw_weights, out[:, _X.start:_RAW_HEAD.stop])  # fills _X and _RAW_HEAD
+        # the branch inputs: one layer norm over the three branches together, as in the original graph
+        x = out[:, _X]
         x += self._proj_b
-        # one layer norm over the three branches together, as in the original graph
-        x = _layernorm_rows(x, self._ln_g_x, self._ln_b_x, self._eps)
-        out[:, _X] = x
+        x -= _row_means(x)[:, None]
+        var = np.einsum("ij,ij->i", x, x)
+        var *= 1.0 / x.shape[1]
+        var += self._eps
+        x /= np.sqrt(var)[:, None]
+        x *= self._ln_g_x
+        x += self._ln_b_x
+        slots = np.empty((k, _SLOTS.stop), dtype=np.float32)
         slot_start = 0
         for i, (n, _) in enumerate(_ORDERS):
             cols = slice(slot_start * _CNN_DIM, (slot_start + n) * _CNN_DIM)
-            np.matmul(x[:, i * _CNN_DIM:(i + 1) * _CNN_DIM], self._w1_slots[:, cols], out=out[:, cols])
+            _matmul_small(x[:, i * _CNN_DIM:(i + 1) * _CNN_DIM], self._w1_slots[:, cols], slots[:, cols])
             slot_start += n
-        # What the final layer norm and the fused head need from the raw embedding
-        # (its 512 columns of the token's feature row never depend on context).
-        np.matmul(raw, self._head_raw, out=out[:, _RAW_HEAD])
-        mean = raw.mean(axis=1)
-        centred = raw - mean[:, None]
+        out[:, _SLOTS] = slots[:, self._slot_perm]  # into the offset-grouped layout (see _shift_groups)
+        # What the final layer norm needs from the raw embedding (its 512 columns of the
+        # token's feature row never depend on context; their head product is in _RAW_HEAD).
+        mean = _row_means(raw)
+        raw -= mean[:, None]
         out[:, _RAW_MEAN] = mean
-        out[:, _RAW_M2] = np.einsum("ij,ij->i", centred, centred)
-        for j, t in enumerate(ids):
-            self._cache[t] = out[j].copy()  # own row: evicting one token must free its memory
+        out[:, _RAW_M2] = np.einsum("ij,ij->i", raw, raw)
+        if k == 1:
+            self._cache[ids[0]] = out[0]  # the array holds just this row
+        else:
+            for j, t in enumerate(ids):
+                self._cache[t] = out[j].copy()  # own row: evicting one token must free its memory
 
     # -- per-sentence part --------------------------------------------------------
     def _pool(self, rows: np.ndarray, conv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -191,7 +293,7 @@ class CachedUseEncoder:
         Returns (r, r * mu, r-weighted raw head terms) with r = 1/sqrt(var + eps).
         """
         na, nb = float(_EMB_DIM), float(conv.shape[1])
-        mean_b = conv.mean(axis=1)
+        mean_b = _row_means(conv)
         centred = conv - mean_b[:, None]
         m2_b = np.einsum("ij,ij->i", centred, centred)
         mean_a, m2_a = rows[:, _RAW_MEAN], rows[:, _RAW_M2]
@@ -242,13 +344,12 @@ class CachedUseEncoder:
 
         conv = np.empty((n_tok, len(_ORDERS) * _CNN_DIM), dtype=np.float32)
         hidden = np.zeros((n_tok + 1, _CNN_DIM), dtype=np.float32)
-        slot_start = 0
         for i, (n, left) in enumerate(_ORDERS):
             cols = window[:, _MAX_LEFT - left:_MAX_LEFT - left + n]
             # conv 1 = sum over window slots of the cached per-token slot terms
             pre = np.tile(self._b1[i], (n_tok, 1))
             for j in range(n):
-                block = slice((slot_start + j) * _CNN_DIM, (slot_start + j + 1) * _CNN_DIM)
+                block = slice(_BLOCK_OF[(i, j)] * _CNN_DIM, (_BLOCK_OF[(i, j)] + 1) * _CNN_DIM)
                 pre += rows[cols[:, j], block]
             np.maximum(pre, 0.0, out=pre)
             pre += rows[:n_tok, _X][:, i * _CNN_DIM:(i + 1) * _CNN_DIM]
@@ -259,7 +360,6 @@ class CachedUseEncoder:
             np.maximum(c2, 0.0, out=c2)
             c2 += pre
             conv[:, i * _CNN_DIM:(i + 1) * _CNN_DIM] = c2
-            slot_start += n
         r, r_mu, raw_head = self._pool(rows[:n_tok], conv)
         # token sums per sentence; the sum commutes with the (fused, linear) head
         a = np.add.reduceat(raw_head * r[:, None], starts, axis=0)
@@ -274,11 +374,13 @@ class CachedUseEncoder:
         """One sentence: same maths as _encode_batch, arranged for a single short input.
 
         Both convolutions are written as per-window-slot terms that are shifted and
-        summed: conv 1 from the cached slot terms, conv 2 from one small product per
-        slot. Small products matter: OpenBLAS multiplies (<= ~1e6 multiply-adds) without
+        summed (_shift_sum): conv 1 from the cached slot terms, conv 2 from one small product
+        per slot. Small products matter: OpenBLAS multiplies (<= ~1e6 multiply-adds) without
         packing the weight matrix, at close to peak speed, while one big im2col GEMM
         spends a third of its time packing the 1280x256 weights (measured: 11 tokens,
         ~300 us as three im2col GEMMs, ~160 us as ten 256x256 slot products).
+        The rest is arranged for few numpy calls: at ~1-3 us each they cost as much as the
+        arithmetic of a short sentence.
         """
         order = list(dict.fromkeys(ids))
         found = self._token_rows(order)
@@ -288,59 +390,57 @@ class CachedUseEncoder:
         n_tok = len(ids)
         # Token rows with _MAX_LEFT zero rows above and _MAX_RIGHT below: a window slot
         # outside the sentence reads zeros, exactly the original's zero padding.
-        padded = np.empty((n_tok + _MAX_LEFT + _MAX_RIGHT, _ROW), dtype=np.float32)
-        padded[:_MAX_LEFT] = 0.0  # only the padding rows: the others are overwritten next
-        padded[_MAX_LEFT + n_tok:] = 0.0
+        zero = self._zero_row
+        padded = np.concatenate([zero] * _MAX_LEFT + found + [zero] * _MAX_RIGHT).reshape(-1, _ROW)
         rows = padded[_MAX_LEFT:_MAX_LEFT + n_tok]
-        np.stack(found, out=rows)
         # GEMM row count rounded up to a multiple of 4 (zero rows): OpenBLAS's small
         # kernels are faster on 12 rows than on 11.
         m = -(-n_tok // 4) * 4
-        conv = np.empty((n_tok, len(_ORDERS) * _CNN_DIM), dtype=np.float32)
-        slot_start = 0
-        for i, (n, left) in enumerate(_ORDERS):
-            # conv 1: pre[t] = b1 + sum_j slot_j(token t + j - left): row (t + j - left) of
-            # the padded rows at slot j's columns, i.e. n shifted slices added up.
-            hidden = np.zeros((m, _CNN_DIM), dtype=np.float32)
-            pre = hidden[:n_tok]
-            for j in range(n):
-                first = _MAX_LEFT - left + j
-                block = padded[first:first + n_tok, (slot_start + j) * _CNN_DIM:(slot_start + j + 1) * _CNN_DIM]
-                if j:
-                    pre += block
-                else:
-                    pre[:] = block
-            pre += self._b1[i]
-            np.maximum(pre, 0.0, out=pre)
-            pre += rows[:, _X.start + i * _CNN_DIM:_X.start + (i + 1) * _CNN_DIM]
-            # conv 2: out[t] = b2 + sum_j hidden[t + j - left] @ W2_j. Row s of slot j's
-            # product goes to row (s + left) of `terms2`, so the window of t reads row
-            # t + j at slot j; rows outside the sentence stay zero (zero padding).
-            width = n * _CNN_DIM
-            terms2 = np.empty((m + n - 1, width), dtype=np.float32)
-            terms2[:left] = 0.0  # rows the products below do not write
-            terms2[left + m:] = 0.0
-            for j, w2 in enumerate(self._w2_slots[i]):
-                cols = slice(j * _CNN_DIM, (j + 1) * _CNN_DIM)
-                for c in range(0, m, _SMALL_GEMM_ROWS):
-                    c_end = min(c + _SMALL_GEMM_ROWS, m)
-                    np.matmul(hidden[c:c_end], w2, out=terms2[left + c:left + c_end, cols])
-            c2 = conv[:, i * _CNN_DIM:(i + 1) * _CNN_DIM]
-            np.add(terms2[:n_tok, :_CNN_DIM], self._b2[i], out=c2)
-            for j in range(1, n):
-                c2 += terms2[j:j + n_tok, j * _CNN_DIM:(j + 1) * _CNN_DIM]
-            np.maximum(c2, 0.0, out=c2)
-            c2 += pre
-            slot_start += n
+        hidden = np.empty((m, _BRANCH_COLS), dtype=np.float32)
+        hidden[n_tok:] = 0.0
+        pre = hidden[:n_tok]
+        _shift_sum(padded, n_tok, pre)  # conv 1 of every branch
+        pre += self._b1_all
+        np.maximum(pre, 0.0, out=pre)
+        pre += rows[:, _X]
+        # conv 2: out[t] = b2 + sum_j hidden[t + j - left] @ W2_j. Slot j's product of hidden row s
+        # goes to row _MAX_LEFT + s of `terms`, in the same offset-grouped layout as the cached
+        # slot terms, so the same shifted sum applies; rows outside the sentence stay zero.
+        terms = np.empty((m + _MAX_LEFT + _MAX_RIGHT, _SLOTS.stop), dtype=np.float32)
+        terms[:_MAX_LEFT] = 0.0
+        terms[_MAX_LEFT + m:] = 0.0
+        for in_cols, w2, out_cols in self._conv2_plan:
+            for c in range(0, m, _SMALL_GEMM_ROWS):
+                c_end = min(c + _SMALL_GEMM_ROWS, m)
+                np.matmul(hidden[c:c_end, in_cols], w2, out=terms[_MAX_LEFT + c:_MAX_LEFT + c_end, out_cols])
+        conv = np.empty((n_tok, _BRANCH_COLS), dtype=np.float32)
+        _shift_sum(terms, n_tok, conv)
+        conv += self._b2_all
+        np.maximum(conv, 0.0, out=conv)
+        conv += pre
         r, r_mu, raw_head = self._pool(rows, conv)
+        # sum over tokens of the fused head's input; the constant terms in one small product
         a = r @ raw_head
         a += (r @ conv) @ self._head_conv
-        a -= r_mu.sum() * self._head_colsum
-        a += n_tok * self._head_bias
-        a /= np.sqrt(np.float32(n_tok))
-        out = np.empty((1, _EMB_DIM), dtype=np.float32)
-        self._head(a[None, :], out)
-        return out[0]
+        a += np.array([n_tok, -float(r_mu.sum())], dtype=np.float32) @ self._head_consts
+        a *= np.float32(1.0 / np.sqrt(n_tok))
+        return self._head_one(a)
+
+    def _head_one(self, a: np.ndarray) -> np.ndarray:
+        """_head for one sentence, on 1-D vectors (fewer numpy calls)."""
+        half = a.shape[0] // 2
+        y12 = np.empty(half + self._d2.shape[1], dtype=np.float32)
+        y1 = y12[:half]
+        np.matmul(np.maximum(a[:half], 0.0), self._d1, out=y1)
+        y1 += a[half:]
+        np.maximum(y1, 0.0, out=y1)
+        y2 = y12[half:]
+        np.matmul(y1, self._d2, out=y2)
+        np.maximum(y2, 0.0, out=y2)
+        z = y12 @ self._out_w
+        np.tanh(z, out=z)
+        z *= np.float32(1.0 / max(float(np.sqrt(z @ z)), 1e-6))
+        return z
 
     def _token_ids(self, text: str) -> list[int]:
         """BOS + pieces + EOS. Pieces never cross whitespace (SentencePiece splits on it),

@@ -12,26 +12,25 @@ from dataclasses import dataclass
 
 URGENT_THRESHOLD = 0.5
 
+# The word patterns are all lower case and run on the lower-cased text: the same matches as
+# re.IGNORECASE at about a third of the cost (case-insensitive matching tries both cases of
+# every character). Exclamation marks and CAPS are judged on the text as written.
 _EXPLICIT = re.compile(
     r"\b(срочн\w*|немедленн\w*|безотлагательн\w*|как можно скорее|побыстрее|скорее|"
     r"urgent\w*|asap|immediately|right now|emergency|critical|"
-    r"srochno|sro4no|avari\w*)\b|\bаси?ап\b",
-    re.IGNORECASE)
+    r"srochno|sro4no|avari\w*)\b|\bаси?ап\b")
 _OUTAGE = re.compile(
     r"\b(авари\w*|не работа\w*|не раб\b|нет (?:интернета|связи|сети|инета|подключения)|"
     r"пропал\w* (?:интернет|связь|сеть|инет)|(?:интернет|связь|сеть|инет) пропал\w*|"
     r"обрыв\w*|оборвал\w*|отключил\w* (?:интернет|связь)|лежит|упал|"
     r"outage|is down|went down|not working|doesn'?t work|does not work|no internet|no connection|"
-    r"ne rabotaet|net interneta|net svyazi)\b",
-    re.IGNORECASE)
+    r"ne rabotaet|net interneta|net svyazi)\b")
 _DURATION = re.compile(
     r"(уже|already|for|целы[йе]|since)\s+(\d+|несколько|пару|два|три|второй|третий|неделю|сутки|"
-    r"several|two|three|a few|whole)?\s*(дн\w*|день|сут\w*|недел\w*|час\w*|days?|weeks?|hours?)",
-    re.IGNORECASE)
+    r"several|two|three|a few|whole)?\s*(дн\w*|день|сут\w*|недел\w*|час\w*|days?|weeks?|hours?)")
 _IMPACT = re.compile(
     r"\b(бизнес|офис\w*|касс\w*|клиент\w* не могут|теряю деньги|убытк\w*|работа стоит|"
-    r"business|office|customers can'?t|losing money|ambulance|больниц\w*|hospital)\b",
-    re.IGNORECASE)
+    r"business|office|customers can'?t|losing money|ambulance|больниц\w*|hospital)\b")
 _EXCLAMATIONS = re.compile(r"!{3,}|(?:!\s*){3,}")
 
 
@@ -44,18 +43,19 @@ class Urgency:
 
 def detect_urgency(text: str) -> Urgency:
     text = text or ""
+    lowered = text.lower()
     reasons: list[str] = []
     score = 0.0
-    if _EXPLICIT.search(text):
+    if _EXPLICIT.search(lowered):
         score += 0.6
         reasons.append("explicit")
-    if _OUTAGE.search(text):
+    if _OUTAGE.search(lowered):
         score += 0.3
         reasons.append("outage")
-    if _DURATION.search(text):
+    if _DURATION.search(lowered):
         score += 0.3
         reasons.append("duration")
-    if _IMPACT.search(text):
+    if _IMPACT.search(lowered):
         score += 0.2
         reasons.append("impact")
     if _EXCLAMATIONS.search(text):

@@ -94,3 +94,57 @@ def test_embedding_table_falls_back_to_memory_when_no_file_can_be_written(tmp_pa
     with np.load(weights) as z:
         table = _mapped_table(z, weights, blocked)
     assert not isinstance(table, np.memmap) and table.shape[1] == 512
+
+
+def test_window_slot_blocks_are_grouped_by_offset():
+    from handlers.classification.embeddings import _BLOCK_OF, _GROUPS, _ORDERS
+
+    assert sorted(_BLOCK_OF.values()) == list(range(sum(n for n, _ in _ORDERS)))  # every (branch, slot) once
+    assert [first for _, first, _, _ in _GROUPS[:2]] == [0, 0]  # _shift_sum starts from two full-width groups
+    for offset, first, block, count in _GROUPS:
+        members = sorted((key for key, b in _BLOCK_OF.items() if block <= b < block + count), key=_BLOCK_OF.get)
+        # a group is the blocks of branches first..last, in branch order, all at the same window offset
+        assert [i for i, _ in members] == list(range(first, len(_ORDERS)))
+        assert all(j - _ORDERS[i][1] == offset for i, j in members)
+
+
+def test_small_products_equal_one_product_and_each_stays_small(monkeypatch):
+    from handlers.classification import embeddings
+
+    rng = np.random.default_rng(0)
+    sizes: list[int] = []
+    real_matmul = np.matmul
+
+    def spy(a, b, out=None):
+        sizes.append(a.shape[0] * a.shape[1] * b.shape[1])
+        return real_matmul(a, b, out=out)
+
+    monkeypatch.setattr(np, "matmul", spy)
+    for m, k, n in [(1, 512, 768), (2, 512, 768), (3, 512, 768), (7, 256, 1280), (40, 512, 640)]:
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        w = rng.standard_normal((k, n), dtype=np.float32)
+        out = np.full((m, n), np.nan, dtype=np.float32)
+        sizes.clear()
+        embeddings._matmul_small(a, w, out)
+        assert np.allclose(out, a.astype(np.float64) @ w, atol=1e-3), (m, k, n)
+        assert max(sizes) <= embeddings._SMALL_GEMM_MACS, (m, k, n, max(sizes))
+
+
+def test_new_pieces_computed_together_equal_one_at_a_time(encoder):
+    from handlers.classification.embeddings import _ROW
+
+    ids = [1000 + 97 * i for i in range(7)]  # one request's worth of unseen pieces: the blocked products
+
+    def fresh_rows(batches):
+        for t in ids:
+            encoder._cache.pop(t, None)
+        for batch in batches:
+            encoder._compute_tokens(batch)
+        rows = [encoder._cache.pop(t) for t in ids]
+        # each row owns its memory (or a one-row array): evicting a piece must free it
+        assert all(r.shape == (_ROW,) and (r.base is None or r.base.size == _ROW) for r in rows)
+        return np.stack(rows)
+
+    together = fresh_rows([ids])
+    one_by_one = fresh_rows([[t] for t in ids])
+    assert np.allclose(together, one_by_one, atol=1e-5)

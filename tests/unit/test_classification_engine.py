@@ -2,6 +2,7 @@
 
 import time
 
+import numpy as np
 import pytest
 
 from handlers.classification import Classification, TopicClassifier, TopicScore, load_or_train_default
@@ -100,3 +101,21 @@ def test_model_is_a_topic_classifier(model):
     assert set(model.topics) == {
         "balance", "documents", "tariff_change", "pause_service", "termination", "no_connection",
         "slow_connection", "equipment", "line_damage", "human", "complaint", "new_connection", "feedback"}
+
+
+def test_sentence_vector_terms_folded_into_one_product_score_the_same():
+    from handlers.classification.trainer import TrainSettings, train
+
+    # without the nearest-neighbour term the projection folds into the coefficients
+    folded = train(load_many([DEFAULT_DATA_DIR / "en.yml"]), oos_label="out_of_scope",
+                   settings=TrainSettings(knn_weights=(0.0,)))
+    if folded.params.projection is None:
+        pytest.skip("sentence encoder disabled")
+    assert folded.params.knn_weight == 0.0 and folded._embedding_coef is not None
+    unfolded = type(folded)(folded.params, encoder=folded._encoder)
+    unfolded._intercept, unfolded._embedding_coef = folded.params.intercept, None  # project, then score
+    for text in ("my internet is not working since yesterday", "send me the invoice", "hello"):
+        got, known = folded.scores_one(text)
+        expected, expected_known = unfolded.scores_one(text)
+        assert known == expected_known
+        assert np.allclose(got, expected, atol=1e-4), float(np.abs(got - expected).max())

@@ -60,3 +60,23 @@ def test_urgency_flags_outages_and_urgent_words():
     assert not detect_urgency("пришлите акт сверки").urgent
     assert not detect_urgency("what is my balance").urgent
     assert 0.0 <= detect_urgency("СРОЧНО!!! НЕ РАБОТАЕТ ИНТЕРНЕТ УЖЕ НЕДЕЛЮ").score <= 1.0
+
+
+def test_placeholders_need_only_their_marker_character():
+    # normalize_text skips a substitution when its marker ("@", "." or "://", a digit) is absent:
+    # each of these has nothing but the marker that pattern needs
+    assert normalize_text("see http://localhost/pay") == f"see {URL_TOKEN}"
+    assert normalize_text("write to a@b.ru") == f"write to {EMAIL_TOKEN}"
+    assert normalize_text("договор ٣٤٥") == f"договор {NUMBER_TOKEN}"  # Arabic-Indic digits are digits too
+    assert normalize_text("номер 8 912 345 67 89") == f"номер {PHONE_TOKEN}"
+    assert normalize_text("Просто текст, без цифр!") == "просто текст, без цифр!"
+
+
+def test_urgency_words_match_in_any_case():
+    # the word patterns run on the lower-cased text instead of with re.IGNORECASE
+    for text in ("срочно нужен мастер", "интернет не работает уже 3 дня", "office: outage since two days",
+                 "нет интернета, клиенты не могут оплатить", "need it ASAP"):
+        reasons = set(detect_urgency(text).reasons)
+        assert reasons, text
+        for variant in (text.upper(), text.title(), text.swapcase()):
+            assert set(detect_urgency(variant).reasons) - {"caps"} == reasons - {"caps"}, variant
