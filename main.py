@@ -15,11 +15,16 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 
 from config import BusinessConfig, ConfigError, Settings, load_business_config, load_settings
 from service.errors import StartupError
+
+# Set before anything imports numpy (nothing above does): every BLAS call of ours is meant to run
+# on one thread (handlers/classification/threads.py), and then the per-request limit has nothing to do.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 Command = Callable[[argparse.Namespace, Settings, BusinessConfig], Awaitable[int]]
 
