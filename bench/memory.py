@@ -5,8 +5,10 @@
 Starts `python main.py serve --no-workers` as production runs it: its own process on a private PostgreSQL
 database and Redis prefix, demo data, Telegram webhook mode against a fake Bot API, Twilio signatures on, the
 topic model already trained into its data folder (as after the first start). Then, for --seconds, drives three
-loads at once: Telegram messages from new users (each opens a ticket), IVR calls (the entry step and a spoken
-problem that becomes a ticket) and Rasa action calls (balance, open a ticket). The web process's resident
+loads at once: Telegram messages from new users, IVR calls (the entry step and a spoken request) and Rasa
+action calls (balance, open a ticket). The Telegram and spoken texts are the shipped ru/en training and test
+examples in turn (about 2,000 client messages, 2,700 word pieces): repeating one sentence would leave the
+classifier's per-piece cache nearly empty and understate memory. The web process's resident
 memory is read from /proc every 0.2 s; the report gives it when ready, its peak during the load (VmHWM) and at
 the end, with the number of requests answered. Target: below 300 MB.
 """
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+ROOT = Path(__file__).resolve().parents[1]
 TARGET_MB = 300.0
 CALLER = "+79161234567"  # a demo customer's phone
 
@@ -42,7 +45,16 @@ def _memory_mb(pid: int) -> tuple[float, float]:
     return values["VmRSS"], values["VmHWM"]
 
 
-async def _telegram(delivery: Any, stop_at: float, counts: dict[str, int]) -> None:
+def client_texts() -> list[str]:
+    """The shipped examples (training and held-out test), shuffled the same way every run."""
+    from handlers.classification.nlu_data import load_many
+
+    texts = [example.text for example in load_many(sorted((ROOT / "data" / "nlu").glob("*.yml")))]
+    random.Random(7).shuffle(texts)
+    return texts
+
+
+async def _telegram(delivery: Any, stop_at: float, counts: dict[str, int], texts: list[str]) -> None:
     import aiohttp
 
     from tests.fakes.updates import message
@@ -51,12 +63,12 @@ async def _telegram(delivery: Any, stop_at: float, counts: dict[str, int]) -> No
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < stop_at:
             user += 1
-            update = message(user, f"интернет не работает уже третий день, роутер мигает, абонент {user}")
+            update = message(user, texts[user % len(texts)])
             if await delivery.deliver(session, update, stop_at + 30):
                 counts["telegram"] += 1
 
 
-async def _calls(web_url: str, stop_at: float, counts: dict[str, int]) -> None:
+async def _calls(web_url: str, stop_at: float, counts: dict[str, int], texts: list[str]) -> None:
     import aiohttp
     from twilio.request_validator import RequestValidator
 
@@ -77,8 +89,8 @@ async def _calls(web_url: str, stop_at: float, counts: dict[str, int]) -> None:
             if await post(session, "/ivr/twilio/voice", {**call, "CallStatus": "ringing"}):
                 counts["ivr_steps"] += 1
             # The menu's "technical problem" item, then the problem in words: a ticket from speech.
-            for seq, extra in ((1, {"Digits": "3"}), (2, {"SpeechResult": "нет интернета со вчерашнего дня",
-                                                            "Confidence": "0.9"})):
+            speech = texts[zlib.crc32(sid.encode()) % len(texts)]
+            for seq, extra in ((1, {"Digits": "3"}), (2, {"SpeechResult": speech, "Confidence": "0.9"})):
                 if await post(session, f"/ivr/twilio/gather?s={seq}", {**call, "CallStatus": "in-progress", **extra}):
                     counts["ivr_steps"] += 1
 
@@ -147,8 +159,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         sampler = asyncio.create_task(_sample(pid, stop, samples))
         stop_at = time.monotonic() + args.seconds
         delivery = TelegramLikeDelivery(cluster)
-        await asyncio.gather(*(_telegram(delivery, stop_at, counts) for _ in range(args.concurrency)),
-                             *(_calls(web.url, stop_at, counts) for _ in range(args.concurrency)),
+        texts = client_texts()
+        await asyncio.gather(*(_telegram(delivery, stop_at, counts, texts) for _ in range(args.concurrency)),
+                             *(_calls(web.url, stop_at, counts, texts) for _ in range(args.concurrency)),
                              *(_rasa(web.url, stop_at, counts) for _ in range(args.concurrency)))
         stop.set()
         await sampler
