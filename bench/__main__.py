@@ -104,11 +104,7 @@ def run_step(step: Step, quick: bool, out_dir: Path) -> Outcome:
 
 def _load_rows(output: str) -> list[dict[str, Any]]:
     """Every measured load in a benchmark's JSON: dicts that carry `rps` and `p99_ms`."""
-    start = output.find("{")
-    try:
-        data = json.loads(output[start:]) if start >= 0 else {}
-    except ValueError:
-        return []
+    data = _json_document(output)
     rows: list[dict[str, Any]] = []
 
     def walk(node: Any, label: str) -> None:
@@ -121,6 +117,21 @@ def _load_rows(output: str) -> list[dict[str, Any]]:
 
     walk(data, "")
     return rows
+
+
+def _json_document(output: str) -> Any:
+    """The JSON object a benchmark printed, found among log lines (which may hold braces of their own, e.g. a
+    logged dict): the first line that starts one and parses."""
+    decoder = json.JSONDecoder()
+    position = 0
+    for line in output.splitlines(keepends=True):
+        if line.startswith("{"):
+            try:
+                return decoder.raw_decode(output, position)[0]
+            except ValueError:
+                pass
+        position += len(line)
+    return {}
 
 
 def _is_baseline(label: str) -> bool:
