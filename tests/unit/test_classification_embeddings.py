@@ -110,7 +110,7 @@ def test_embedding_table_file_keeps_rows_out_of_resident_memory(tmp_path):
 def test_embedding_table_falls_back_to_memory_when_no_file_can_be_written(tmp_path):
     import os
 
-    from handlers.classification.embeddings import _TableFile, _table_on_disk
+    from handlers.classification.embeddings import _table_on_disk, _TableFile
 
     blocked = tmp_path / "file-not-folder"
     blocked.write_text("x")
