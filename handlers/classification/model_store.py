@@ -40,7 +40,8 @@ log = logging.getLogger(_MODULE)
 
 # Bump when ModelParams or the feature pipeline changes incompatibly.
 # 3: n-gram blocks are plain data (analyzer settings, vocabulary, idf), no scikit-learn objects.
-MODEL_FORMAT_VERSION = 3
+# 4: the sentence encoder's per-piece rows are rounded to float16 (piece_table.py): vectors moved by ~1e-3.
+MODEL_FORMAT_VERSION = 4
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = _PROJECT_ROOT / "data" / "nlu"
 CACHE_FILE_NAME = "topic_model.pkl"

@@ -113,17 +113,18 @@ def test_retrains_when_settings_change_or_cache_is_corrupt(tmp_path, counted_tra
 
 
 def test_cache_of_an_older_format_is_retrained(tmp_path, counted_train):
-    """Format 2 pickled scikit-learn vectorisers; such a cache must be replaced, not loaded."""
+    """Format 2 pickled scikit-learn vectorisers, format 3 had unrounded encoder rows: such a cache must be
+    replaced, not loaded."""
     data, cache = tmp_path / "data", tmp_path / "cache"
     data.mkdir()
     _write_data(data)
     store.load_or_train_default(cache, data_dir=data, in_process=True)
     payload = pickle.loads((cache / store.CACHE_FILE_NAME).read_bytes())
-    payload["format"] = 2
+    payload["format"] = 3
     (cache / store.CACHE_FILE_NAME).write_bytes(pickle.dumps(payload))
     store.load_or_train_default(cache, data_dir=data, in_process=True)
     assert len(counted_train) == 2
-    assert pickle.loads((cache / store.CACHE_FILE_NAME).read_bytes())["format"] == store.MODEL_FORMAT_VERSION == 3
+    assert pickle.loads((cache / store.CACHE_FILE_NAME).read_bytes())["format"] == store.MODEL_FORMAT_VERSION == 4
 
 
 def test_save_and_load_round_trip(tmp_path):
