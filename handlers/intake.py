@@ -28,6 +28,7 @@ from handlers.dto import (
     TopicChoice,
 )
 from handlers.tickets.common import database_errors_as_unavailable, departments, summarize
+from handlers.tickets.group_open import FollowUp, Opening, grouped_opener
 from handlers.tickets.lifecycle import _record_client_message
 from handlers.tickets.open import NewTicket, create_ticket, new_interaction
 from handlers.tickets.queries import summaries
@@ -194,6 +195,22 @@ async def _record(ctx: AppContext, request: NewTicket, outcome: str, verdict: _V
 
 
 async def _ticket(ctx: AppContext, request: NewTicket, verdict: _Verdict) -> IntakeResult:
+    opener = await grouped_opener(ctx)
+    if opener is None:
+        return await _ticket_portable(ctx, request, verdict)
+    # PostgreSQL: the follow-up and duplicate checks, routing and the writes happen in the opener's shared
+    # read and write (handlers.tickets.group_open); a repeated message fails with IntegrityError as below.
+    now = ctx.clock()
+    outcome = await opener.open(Opening(request, now, check_follow_up=request.client is not None,
+                                        record_interaction=True, interaction_key=request.message_key))
+    if isinstance(outcome, FollowUp):
+        async with ctx.uow() as uow:
+            return await _append(ctx, uow, request, verdict, outcome.ticket_id, now)
+    return IntakeResult(outcome="ticket_opened", interaction_id=outcome.interaction_id, topic=request.topic,
+                        confidence=verdict.confidence, urgent=verdict.urgent, ticket=outcome.summary)
+
+
+async def _ticket_portable(ctx: AppContext, request: NewTicket, verdict: _Verdict) -> IntakeResult:
     client = request.client
     now = ctx.clock()
     async with ctx.uow() as uow:

@@ -7,18 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    DateTime,
-    Float,
-    Integer,
-    String,
     and_,
     bindparam,
     func,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -295,62 +288,3 @@ def _priority_rank_expr() -> Any:
     from sqlalchemy import case
 
     return case(PRIORITY_RANK, value=Ticket.priority, else_=9)
-
-
-# One statement for everything a new ticket writes, PostgreSQL only (data-modifying CTEs): the per-year
-# counter row is then locked for this statement and the commit alone, and the whole write is one round trip.
-_OPEN_PG = text("""
-WITH n AS (
-    INSERT INTO ticket_counters (year, last) VALUES (:year, 1)
-    ON CONFLICT (year) DO UPDATE SET last = ticket_counters.last + 1
-    RETURNING last
-), t AS (
-    INSERT INTO tickets (number, customer_id, channel, source_key, topic, department_id, assignee_id, priority,
-                         status, language, subject, text, confidence, contact_phone, created_at, updated_at,
-                         first_response_due, resolution_due, last_client_message_at)
-    SELECT CAST(:year AS text) || '-' || lpad(CAST(n.last AS text), 6, '0'), :customer_id, :channel, :source_key,
-           :topic, :department_id, :assignee_id, :priority, 'new', :language, :subject, :text, :confidence,
-           :contact_phone, :now, :now, :first_due, :resolution_due, :now
-    FROM n
-    RETURNING id, number
-), e AS (
-    INSERT INTO ticket_events (ticket_id, kind, author_kind, author_staff_id, created_at, payload)
-    SELECT t.id, v.kind, v.author_kind, NULL, :now, CAST(v.payload AS json)
-    FROM t, (VALUES ('opened', :opened_author, :opened_payload), ('assigned', 'system', :assigned_payload))
-         AS v(kind, author_kind, payload)
-    WHERE v.payload IS NOT NULL
-), o AS (
-    INSERT INTO notification_outbox (created_at, kind, recipient_kind, staff_id, department_id, chat_id, ticket_id,
-                                     payload, status, attempts, next_attempt_at)
-    SELECT :now, 'ticket_alert', a.kind, a.staff_id, :department_id, a.chat_id, t.id,
-           CAST(:alert_payload AS json), 'pending', 0, :now
-    FROM t, unnest(CAST(:alert_kinds AS text[]), CAST(:alert_staff_ids AS bigint[]),
-                   CAST(:alert_chat_ids AS bigint[])) AS a(kind, staff_id, chat_id)
-), i AS (
-    INSERT INTO interactions (channel, customer_id, sender, external_id, text, topic, confidence, outcome,
-                              ticket_id, created_at)
-    SELECT :channel, :customer_id, :sender, :external_id, :interaction_text, :topic, :confidence, :outcome,
-           t.id, :now
-    FROM t
-    WHERE :with_interaction
-    RETURNING id
-)
-SELECT t.id, t.number, (SELECT id FROM i) FROM t
-""").bindparams(
-    bindparam("now", type_=DateTime(timezone=True)), bindparam("first_due", type_=DateTime(timezone=True)),
-    bindparam("resolution_due", type_=DateTime(timezone=True)), bindparam("confidence", type_=Float()),
-    bindparam("customer_id", type_=BigInteger()), bindparam("assignee_id", type_=BigInteger()),
-    bindparam("alert_kinds", type_=postgresql.ARRAY(String())),
-    bindparam("alert_staff_ids", type_=postgresql.ARRAY(BigInteger())),
-    bindparam("alert_chat_ids", type_=postgresql.ARRAY(BigInteger())),
-    bindparam("department_id", type_=BigInteger()), bindparam("year", type_=Integer()),
-    bindparam("with_interaction", type_=Boolean()), bindparam("assigned_payload", type_=String()),
-    bindparam("source_key", type_=String()), bindparam("external_id", type_=String()),
-    bindparam("sender", type_=String()), bindparam("contact_phone", type_=String()),
-)
-
-
-async def insert_opened_postgres(session: Any, params: dict[str, Any]) -> tuple[int, str, int | None]:
-    """Run the single-statement opening; `params` as in `_OPEN_PG` (payloads already JSON text)."""
-    row = (await session.execute(_OPEN_PG, params)).one()
-    return int(row[0]), str(row[1]), (int(row[2]) if row[2] is not None else None)
