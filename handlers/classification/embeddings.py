@@ -657,9 +657,10 @@ def _load_encoder(table_dir: str | os.PathLike[str] | None) -> CachedUseEncoder 
     return CachedUseEncoder(resources, tokenizer, table_dir)
 
 
-def build_default_piece_table() -> Path | None:
-    """Build the default encoder's piece table here and now (the background child, the `evaluate` command);
-    waits while another process builds it. The path once the file exists, None if it cannot be built."""
+def build_default_piece_table(*, wait: bool = True) -> Path | None:
+    """Build the default encoder's piece table here and now (the background child, the `evaluate` command).
+    While another process builds it, waits for its file (`wait`) or returns None at once (a background child
+    has nothing to add). The path once the file exists, None if it cannot be built."""
     resources = _resources()
     if resources is None or os.environ.get("FRONTOFFICE_NO_EMBEDDINGS") == "1" or not piece_table.enabled():
         return None
@@ -672,6 +673,8 @@ def build_default_piece_table() -> Path | None:
         return None
     try:
         while not encoder.build_piece_table(path):
+            if not wait:
+                return None
             time.sleep(0.5)  # another process is building it: wait for its file (or take over if it dies)
     except OSError as exc:
         log.warning("cannot build the encoder's piece table (%s); new word pieces will be computed", exc)

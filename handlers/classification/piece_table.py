@@ -173,7 +173,21 @@ def build(path: Path, vocabulary: int, half_columns: int, float_columns: int,
         finally:
             if partial.exists():
                 partial.unlink()
+        _remove_superseded(path)
     return True
+
+
+def _remove_superseded(path: Path) -> None:
+    """Tables of an older layout or of replaced weights (a package upgrade) are ~1 GB each: remove them once
+    their successor exists. A process still reading one keeps its open file until it exits."""
+    encoder_name = path.name.split("-pieces-v", 1)[0]
+    for other in path.parent.glob(f"{encoder_name}-pieces-v*.bin"):
+        if other != path:
+            try:
+                other.unlink()
+                log.info("removed the superseded piece table %s", other)
+            except OSError as exc:
+                log.warning("cannot remove the superseded piece table %s (%s)", other, exc)
 
 
 def start_background_build() -> subprocess.Popen[bytes] | None:
@@ -197,7 +211,7 @@ def _child_main() -> int:
     from .embeddings import build_default_piece_table
 
     started = time.monotonic()
-    path = build_default_piece_table()
+    path = build_default_piece_table(wait=False)
     if path is not None:
         log.info("encoder piece table at %s ready after %.1f s", path, time.monotonic() - started)
     return 0

@@ -137,3 +137,13 @@ def test_folder_and_switch_from_the_environment(monkeypatch, tmp_path):
     assert piece_table.enabled()
     monkeypatch.setenv("FRONTOFFICE_ENCODER_TABLE", "off")
     assert not piece_table.enabled()
+
+
+def test_a_new_table_replaces_the_tables_of_older_weights(encoder, tmp_path):
+    old = tmp_path / "usem3-multilingual-v3-pieces-v1-111-222.bin"
+    old.write_bytes(b"an older table")
+    unrelated = tmp_path / "other-encoder-pieces-v1-1-2.bin"
+    unrelated.write_bytes(b"not ours")
+    path = tmp_path / "usem3-multilingual-v3-pieces-v1-333-444.bin"
+    assert piece_table.build(path, 10, _RAW_MEAN, _ROW - _RAW_MEAN, encoder._compute_rows)
+    assert path.is_file() and not old.exists() and unrelated.exists()
