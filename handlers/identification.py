@@ -8,14 +8,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import timedelta
+from functools import lru_cache, partial
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, select, update
+from sqlalchemy import ARRAY, Row, Select, String, any_, bindparam, select, update
+from sqlalchemy.orm import aliased
 
 from handlers.context import AppContext
 from handlers.dto import ClientProfile, NotFound, PinCheck
 from handlers.phones import normalize_phone
 from handlers.pin import hash_pin, verify_pin
+from storage.batching import Batcher, coalescing
 from storage.models import Account, Call, Customer, CustomerPhone, Interaction, Staff, Subscription, Ticket
 
 MAX_PIN_FAILURES = 5
@@ -85,8 +88,23 @@ def _profiles_from_rows(rows: Sequence[Row[Any]]) -> list[ClientProfile]:
 
 # Built once: composing a statement costs more Python than running it.
 _BY_TELEGRAM = _profile_rows(Customer.telegram_user_id == bindparam("telegram_user_id"))
-_BY_PHONE = _profile_rows(Customer.id.in_(
-    select(CustomerPhone.customer_id).where(CustomerPhone.phone == bindparam("phone")).scalar_subquery()))
+
+
+def _by_phones(condition: Any) -> Select[Any]:
+    """Profiles of the customers having any of several phones; the phone that matched comes last (row[14])."""
+    matched = aliased(CustomerPhone, name="matched")
+    return (_profile_rows(condition(matched.phone)).add_columns(matched.phone)
+            .join(matched, matched.customer_id == Customer.id))
+
+
+# PostgreSQL takes the phones as one array parameter: one statement text (prepared once per connection)
+# whatever the batch size. Elsewhere an expanding IN list.
+_BY_PHONES_ARRAY = _by_phones(lambda phone: phone == any_(bindparam("phones", type_=ARRAY(String))))
+_BY_PHONES_LIST = _by_phones(lambda phone: phone.in_(bindparam("phones", expanding=True)))
+_PHONE_LOOKUPS = "identification.phone_lookups"
+# Callers ring from the same numbers again and again; parsing one with `phonenumbers` costs more than the
+# whole database look-up's share of Python under load.
+_normalized_phone = lru_cache(maxsize=4096)(normalize_phone)
 
 
 async def identify_by_telegram(ctx: AppContext, telegram_user_id: int) -> ClientProfile | None:
@@ -99,13 +117,31 @@ async def identify_by_telegram(ctx: AppContext, telegram_user_id: int) -> Client
 async def identify_by_phone(ctx: AppContext, raw_phone: str | None) -> ClientProfile | None:
     """The one customer with this phone; None when unknown, not a phone, or shared by several customers
     (a family phone must not reveal one member's account to another)."""
-    phone = normalize_phone(raw_phone, ctx.config.default_region)
+    phone = _normalized_phone(raw_phone, ctx.config.default_region)
     if phone is None:
         return None
-    async with ctx.read() as uow:
-        rows = (await uow.session.execute(_BY_PHONE, {"phone": phone})).all()
-    profiles = _profiles_from_rows(rows)
+    profiles = await _phone_lookups(ctx).submit(phone)
     return profiles[0] if len(profiles) == 1 else None
+
+
+def _phone_lookups(ctx: AppContext) -> Batcher[str, tuple[ClientProfile, ...]]:
+    """Look-ups by phone asked at the same time share one query (every incoming call asks one). A look-up
+    asked after a commit joins a batch that starts later, so it sees that commit."""
+    lookups = ctx.extras.get(_PHONE_LOOKUPS)
+    if lookups is None:
+        lookups = ctx.extras[_PHONE_LOOKUPS] = coalescing(partial(_profiles_by_phone, ctx), ())
+    return lookups
+
+
+async def _profiles_by_phone(ctx: AppContext, phones: list[str]) -> dict[str, tuple[ClientProfile, ...]]:
+    async with ctx.read() as uow:
+        session = uow.session
+        statement = _BY_PHONES_ARRAY if session.bind.dialect.name == "postgresql" else _BY_PHONES_LIST
+        rows = (await session.execute(statement, {"phones": phones})).all()
+    by_phone: dict[str, list[Row[Any]]] = {}
+    for row in rows:
+        by_phone.setdefault(row[14], []).append(row)
+    return {phone: tuple(_profiles_from_rows(matched)) for phone, matched in by_phone.items()}
 
 
 async def identify_by_account_pin(ctx: AppContext, account_number: str, pin: str) -> PinCheck:

@@ -7,18 +7,18 @@ Every write is idempotent: a repeated webhook or a late status callback never du
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from handlers.context import AppContext
-from storage.models import Call, Interaction, Staff
+from storage.batching import Batcher, Failure
+from storage.models import Interaction, Staff
+from storage.repositories.interactions import StartedCall
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +34,6 @@ class StaffPhone:
     department_code: str
 
 
-@dataclass(frozen=True)
-class _NewCall:
-    sid: str
-    customer_id: int | None
-    from_number: str | None
-    to_number: str | None
-    first_step: str
-    at: datetime
-
-
 class GroupCommit:
     """Writes what concurrent requests add in shared transactions; each `add` returns once its item is
     committed (or raises). While one batch is being written the next one gathers, so under load many new
@@ -51,44 +41,27 @@ class GroupCommit:
 
     def __init__(self, write: Callable[[list[Any]], Awaitable[None]], max_batch: int = 200) -> None:
         self._write = write
-        self._max = max_batch
-        self._pending: list[tuple[Any, asyncio.Future[None]]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._batches: Batcher[Any, None] = Batcher(self._write_batch, max_batch=max_batch, max_in_flight=1)
 
     async def add(self, item: Any) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain())
-        await future
+        await self._batches.submit(item)
 
-    async def _drain(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[: self._max], self._pending[self._max:]
-            try:
-                await self._write([item for item, _ in batch])
-            except Exception:
-                # One bad item (a duplicated call) must not fail the others: write them one by one.
-                for item, future in batch:
-                    await self._write_one(item, future)
-                continue
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
+    async def _write_batch(self, items: list[Any]) -> list[Failure | None]:
+        try:
+            await self._write(items)
+        except Exception:
+            # One bad item (a duplicated call) must not fail the others: write them one by one.
+            return [await self._write_one(item) for item in items]
+        return [None] * len(items)
 
-    async def _write_one(self, item: Any, future: asyncio.Future[None]) -> None:
+    async def _write_one(self, item: Any) -> Failure | None:
         try:
             await self._write([item])
         except IntegrityError:
             log.info("call log: %s already written", item)
-            if not future.done():
-                future.set_result(None)
         except Exception as exc:
-            if not future.done():
-                future.set_exception(exc)
-        else:
-            if not future.done():
-                future.set_result(None)
+            return Failure(exc)
+        return None
 
 
 class CallLog:
@@ -99,21 +72,12 @@ class CallLog:
     async def start(self, sid: str, customer_id: int | None, from_number: str | None,
                     to_number: str | None, first_step: str) -> None:
         """Log a new call; returns once its rows are committed (concurrent starts share one commit)."""
-        await self._starts.add(_NewCall(sid, customer_id, (from_number or "")[:32] or None,
-                                        (to_number or "")[:32] or None, first_step, self._ctx.clock()))
+        await self._starts.add(StartedCall(sid, customer_id, (from_number or "")[:32] or None,
+                                           (to_number or "")[:32] or None, first_step, self._ctx.clock()))
 
-    async def _insert(self, calls: list[_NewCall]) -> None:
+    async def _insert(self, calls: list[StartedCall]) -> None:
         async with self._ctx.uow() as uow:
-            session = uow.session
-            rows = await session.execute(
-                insert(Interaction).returning(Interaction.id, Interaction.external_id, sort_by_parameter_order=True),
-                [{"channel": "ivr", "customer_id": c.customer_id, "sender": c.from_number,
-                  "external_id": f"ivr:{c.sid}", "text": "", "outcome": "call", "created_at": c.at} for c in calls])
-            ids = {external_id: id_ for id_, external_id in rows}
-            await session.execute(insert(Call), [
-                {"call_sid": c.sid, "customer_id": c.customer_id, "interaction_id": ids[f"ivr:{c.sid}"],
-                 "from_number": c.from_number, "to_number": c.to_number, "status": "in-progress",
-                 "path": {"steps": [c.first_step]}, "started_at": c.at} for c in calls])
+            await uow.calls.add_started(calls)
             await uow.commit()
 
     async def step(self, sid: str, node: str | None, *, outcome: str | None = None,

@@ -46,6 +46,7 @@ MAX_DOCUMENTS = 20
 DOCUMENTS_WAIT = 4.0
 DOC_KINDS = {"1": "invoice", "2": "act", "3": "reconciliation", "4": "usage_report", "5": "contract"}
 DIALED_OK = {"completed", "answered"}
+MAX_CACHED_GREETINGS = 4096
 # Failures a use case may signal on purpose or by being unreachable; all end in "offer the operator".
 BACKEND_ERRORS = (ServiceUnavailable, Missing, TimeoutError, ConnectionError, OSError)
 
@@ -75,7 +76,10 @@ class Paths:
 
 
 async def bounded(awaitable: Awaitable[T], seconds: float) -> T:
-    return await asyncio.wait_for(awaitable, seconds)
+    # A timeout scope in this task rather than wait_for, which (Python 3.11) runs the awaitable in a task of
+    # its own: a task and a timer per back-end call of every step.
+    async with asyncio.timeout(seconds):
+        return await awaitable
 
 
 class CallFlow:
@@ -86,6 +90,11 @@ class CallFlow:
         self.log = call_log or CallLog(ctx)
         self.paths = paths
         self.ivr = ctx.config.ivr
+        # The menu's prompts and speech hints depend only on the language (texts and menu are configuration,
+        # fixed for the life of the context); every call hears them, so they are composed once per language.
+        self._menu_prompts: dict[tuple[str, bool], tuple[Say, ...]] = {}
+        self._hint_words: dict[str, tuple[str, ...]] = {}
+        self._greetings: dict[tuple[str, str, str], Say] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -99,7 +108,10 @@ class CallFlow:
                 num_digits: int | None = None, finish_on_key: str | None = None, hints: bool = False) -> Gather:
         hint_words: tuple[str, ...] = ()
         if hints:
-            hint_words = tuple(w.strip() for w in self.t(state, "ivr_hints").split(",") if w.strip())
+            hint_words = self._hint_words.get(state.language, ())
+            if not hint_words:
+                hint_words = tuple(w.strip() for w in self.t(state, "ivr_hints").split(",") if w.strip())
+                self._hint_words[state.language] = hint_words
         return Gather(action=self.paths.at(self.paths.gather, state.seq), language=state.language,
                       prompts=tuple(prompts), speech=speech, num_digits=num_digits,
                       finish_on_key=finish_on_key, timeout=self.ivr.gather_timeout_seconds, hints=hint_words)
@@ -127,11 +139,8 @@ class CallFlow:
         if client is not None:
             state.client = client
             state.language = client.language if client.language in ("ru", "en") else state.language
-            company = self.ctx.config.company.name.get(state.language)
             await self.log.start(state.sid, client.customer_id, raw_from, raw_to, "identified_by_phone")
-            reply = self.menu(state, [self.say(state, "ivr_greeting_known", name=_short_name(client),
-                                                company=company)])
-            return reply
+            return self.menu(state, [self._greeting(state, client)])
         await self.log.start(state.sid, None, raw_from, raw_to, "unknown_caller")
         self._goto(state, "account")
         prompts: list[Say | Pause] = [self.say(state, "ivr_greeting_unknown", company=company)]
@@ -139,18 +148,37 @@ class CallFlow:
                     self.say(state, "ivr_ask_account")]
         return Reply([self._gather(state, prompts, finish_on_key="#")], node="account")
 
+    def _greeting(self, state: CallState, client: ClientProfile) -> Say:
+        """The known caller's greeting; kept per name, since the same clients call again and again."""
+        key = (state.language, client.name, client.kind)
+        said = self._greetings.get(key)
+        if said is None:
+            said = self.say(state, "ivr_greeting_known", name=_short_name(client),
+                            company=self.ctx.config.company.name.get(state.language))
+            if len(self._greetings) >= MAX_CACHED_GREETINGS:
+                self._greetings.clear()
+            self._greetings[key] = said
+        return said
+
     # ------------------------------------------------------------------ the main menu
 
     def menu(self, state: CallState, before: list[Say | Pause] | None = None, *, again: bool = False) -> Reply:
         self._goto(state, "menu")
-        prompts: list[Say | Pause] = list(before or [])
-        prompts.append(self.say(state, "ivr_menu_again" if again else "ivr_menu_intro"))
+        prompts: list[Say | Pause] = [*(before or []), *self._menu_items(state, again)]
+        return Reply([self._gather(state, prompts, speech=True, num_digits=1, hints=True)], node="menu")
+
+    def _menu_items(self, state: CallState, again: bool) -> tuple[Say, ...]:
+        cached = self._menu_prompts.get((state.language, again))
+        if cached is not None:
+            return cached
+        prompts = [self.say(state, "ivr_menu_again" if again else "ivr_menu_intro")]
         for item in self.ivr.menu:
             label = item.label.get(state.language)
             label = label[:1].upper() + label[1:] if state.language == "ru" else label
             prompts.append(self.say(state, "ivr_menu_item", label=label, key=item.key))
         prompts.append(self.say(state, "ivr_menu_repeat_hint"))
-        return Reply([self._gather(state, prompts, speech=True, num_digits=1, hints=True)], node="menu")
+        self._menu_prompts[(state.language, again)] = cached = tuple(prompts)
+        return cached
 
     async def gather(self, state: CallState, inbound: Inbound) -> Reply:
         """A Gather's result (or silence) for whatever node the call is at."""

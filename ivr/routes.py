@@ -13,10 +13,10 @@ except a request that fails authentication: 403, and nothing is read further or 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from functools import lru_cache
 
 from aiohttp import web
 
@@ -24,7 +24,7 @@ from config import Settings
 from handlers.context import AppContext
 from handlers.phones import normalize_phone
 from ivr.calllog import CallLog
-from ivr.flow import CallFlow, Inbound, clean_inbound
+from ivr.flow import CallFlow, Inbound, bounded, clean_inbound
 from ivr.security import RequestGuard
 from ivr.state import CallState, CallStateStore
 from ivr.steps import Dial, Hangup, Reply, Say
@@ -41,6 +41,8 @@ FALLBACK_BUDGET_SECONDS = 3.0
 LOG_BUDGET_SECONDS = 3.0
 _SID = re.compile(r"^[A-Za-z0-9_-]{2,64}$")
 MAX_FIELD_CHARS = 5000
+# Callers ring from the same numbers again and again; `phonenumbers` parsing is the costliest line of a step.
+_caller_id = lru_cache(maxsize=4096)(normalize_phone)
 
 IVR_FLOW = web.AppKey("ivr_flow", object)
 
@@ -72,8 +74,8 @@ class IvrWebhook:
         return {key: value for key, value in data.items() if isinstance(value, str)}
 
     def _authentic(self, request: web.Request, form: dict[str, str]) -> bool:
-        return self.guard.allows(path_qs=request.path_qs, seen_url=str(request.url), remote=request.remote,
-                                 headers=request.headers, params=form)
+        return self.guard.allows(path_qs=request.path_qs, seen_url=lambda: str(request.url),
+                                 remote=request.remote, headers=request.headers, params=form)
 
     def _twiml(self, xml: str) -> web.Response:
         return web.Response(text=xml, content_type=CONTENT_TYPE, charset="utf-8")
@@ -120,7 +122,7 @@ class IvrWebhook:
         if not _SID.match(sid):
             return self._twiml(self._apology())
         region = self.ctx.config.default_region
-        state = CallState(sid=sid, caller=normalize_phone(form.get("From"), region),
+        state = CallState(sid=sid, caller=_caller_id(form.get("From"), region),
                           language=self.ctx.config.default_language)
 
         async def first(st: CallState, _inbound: Inbound) -> Reply:
@@ -172,7 +174,7 @@ class IvrWebhook:
             return self._twiml(xml or self._apology(state.language, operator=True))
         state.seq = seq + 1
         try:
-            reply = await asyncio.wait_for(step(state, inbound), STEP_BUDGET_SECONDS)
+            reply = await bounded(step(state, inbound), STEP_BUDGET_SECONDS)
         except Exception:
             log.exception("IVR: step %s of call %s failed at node %s", seq, state.sid, state.node)
             reply = await self._fallback(state)
@@ -186,8 +188,8 @@ class IvrWebhook:
             else:
                 await self.store.save(state)
             if log_step or reply.outcome:
-                await asyncio.wait_for(self.call_log.step(state.sid, reply.node if log_step else None,
-                                                          outcome=reply.outcome), LOG_BUDGET_SECONDS)
+                await bounded(self.call_log.step(state.sid, reply.node if log_step else None,
+                                                 outcome=reply.outcome), LOG_BUDGET_SECONDS)
         except Exception:
             # The caller still gets the answer; the log misses a line, which the log itself records.
             log.exception("IVR: could not record step %s of call %s", seq, state.sid)
@@ -195,7 +197,7 @@ class IvrWebhook:
 
     async def _fallback(self, state: CallState) -> Reply:
         try:
-            return await asyncio.wait_for(
+            return await bounded(
                 self.flow.operator(state, self.flow.apology_to_operator(state), node="error>operator"),
                 FALLBACK_BUDGET_SECONDS)
         except Exception:

@@ -20,6 +20,9 @@ from ivr.steps import Dial, Gather, Hangup, Pause, Record, Redirect, Say, Step
 CONTENT_TYPE = "application/xml"
 LANGUAGE_TAGS = {"ru": "ru-RU", "en": "en-US"}
 _HEAD = '<?xml version="1.0" encoding="UTF-8"?><Response>'
+# Rendered <Say> elements (and <Gather> attributes) kept for reuse: the menu's sentences are the same in every
+# call, and a greeting with the caller's name recurs on each call from that caller. Bounded; cleared when full.
+MAX_CACHED_SAYS = 4096
 
 
 def language_tag(lang: str) -> str:
@@ -43,22 +46,29 @@ class TwimlRenderer:
     def __init__(self, voices: Mapping[str, str], absolute: Callable[[str], str] = lambda path: path) -> None:
         self._voices = dict(voices)
         self._absolute = absolute
+        self._said: dict[Say, str] = {}
+        self._gather_attrs: dict[tuple[object, ...], str] = {}
 
     def render(self, steps: Iterable[Step]) -> str:
         return _HEAD + "".join(self._verb(step) for step in steps) + "</Response>"
 
     def _say(self, step: Say) -> str:
-        voice = self._voices.get(step.language)
-        attrs = _attrs((("voice", voice), ("language", language_tag(step.language))))
-        return f"<Say{attrs}>{escape(step.text)}</Say>"
+        xml = self._said.get(step)
+        if xml is None:
+            voice = self._voices.get(step.language)
+            attrs = _attrs((("voice", voice), ("language", language_tag(step.language))))
+            xml = f"<Say{attrs}>{escape(step.text)}</Say>"
+            if len(self._said) >= MAX_CACHED_SAYS:
+                self._said.clear()
+            self._said[step] = xml
+        return xml
 
-    def _verb(self, step: Step) -> str:
-        if isinstance(step, Say):
-            return self._say(step)
-        if isinstance(step, Pause):
-            return f"<Pause{_attrs((('length', step.seconds),))}/>"
-        if isinstance(step, Gather):
-            inner = "".join(self._verb(p) for p in step.prompts)
+    def _gather_attributes(self, step: Gather) -> str:
+        # Few distinct combinations (the action differs only by its step number): rendered once each.
+        key = (step.speech, step.action, step.timeout, step.num_digits, step.finish_on_key, step.language,
+               step.hints)
+        attrs = self._gather_attrs.get(key)
+        if attrs is None:
             attrs = _attrs((
                 ("input", "dtmf speech" if step.speech else "dtmf"),
                 ("action", self._absolute(step.action)),
@@ -72,7 +82,19 @@ class TwimlRenderer:
                 # Silence must reach us too: we count it (repeat once, then the operator).
                 ("actionOnEmptyResult", True),
             ))
-            return f"<Gather{attrs}>{inner}</Gather>"
+            if len(self._gather_attrs) >= MAX_CACHED_SAYS:
+                self._gather_attrs.clear()
+            self._gather_attrs[key] = attrs
+        return attrs
+
+    def _verb(self, step: Step) -> str:
+        if isinstance(step, Say):
+            return self._say(step)
+        if isinstance(step, Pause):
+            return f"<Pause{_attrs((('length', step.seconds),))}/>"
+        if isinstance(step, Gather):
+            inner = "".join(self._verb(p) for p in step.prompts)
+            return f"<Gather{self._gather_attributes(step)}>{inner}</Gather>"
         if isinstance(step, Record):
             attrs = _attrs((
                 ("action", self._absolute(step.action)),

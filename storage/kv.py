@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from storage.batching import Batcher, Failure
+
 log = logging.getLogger(__name__)
 
 
@@ -174,19 +176,32 @@ class MemoryPubSub(PubSub):
 class RedisKeyValue(KeyValueStore):
     def __init__(self, client: Any, prefix: str = "fo:") -> None:
         self._r, self._p = client, prefix
+        # Commands asked at the same time (a busy web process asks one or two per request) go to Redis as one
+        # pipeline: one pool check-out, one write and one read for the lot instead of each on its own. Not a
+        # transaction: each command keeps its own meaning, and an error answer fails only its own caller.
+        self._commands: Batcher[tuple[str, tuple[Any, ...], dict[str, Any]], Any] = Batcher(
+            self._pipeline, max_batch=256, max_in_flight=4)
+
+    async def _pipeline(self, commands: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+        async with self._r.pipeline(transaction=False) as pipe:
+            for name, args, options in commands:
+                getattr(pipe, name)(*args, **options)
+            results = await pipe.execute(raise_on_error=False)
+        return [Failure(result) if isinstance(result, Exception) else result for result in results]
 
     async def get(self, key: str) -> str | None:
-        value = await self._r.get(self._p + key)
+        value = await self._commands.submit(("get", (self._p + key,), {}))
         return value.decode() if isinstance(value, bytes) else value
 
     async def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        await self._r.set(self._p + key, value, px=int(ttl * 1000) if ttl else None)
+        await self._commands.submit(("set", (self._p + key, value), {"px": int(ttl * 1000) if ttl else None}))
 
     async def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
-        return bool(await self._r.set(self._p + key, value, nx=True, px=int(ttl * 1000) if ttl else None))
+        return bool(await self._commands.submit(
+            ("set", (self._p + key, value), {"nx": True, "px": int(ttl * 1000) if ttl else None})))
 
     async def delete(self, key: str) -> None:
-        await self._r.delete(self._p + key)
+        await self._commands.submit(("delete", (self._p + key,), {}))
 
     async def incr(self, key: str, ttl: float) -> int:
         async with self._r.pipeline(transaction=True) as pipe:

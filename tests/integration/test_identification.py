@@ -48,6 +48,40 @@ async def test_phone_shared_by_two_customers_identifies_nobody(demo_services) ->
     assert found is not None and found.account_numbers == ("200001",)
 
 
+async def test_concurrent_lookups_share_queries_and_each_caller_gets_its_own_answer(demo_services, monkeypatch) -> None:
+    """Calls arriving together are identified in shared queries; each still gets the one customer with its
+    number, nobody for a number two customers share, nobody for an unknown one."""
+    import asyncio
+
+    from handlers import identification
+
+    ctx = demo_services.ctx
+    async with ctx.uow() as uow:
+        uow.customers.add(Customer(name="Петрова Анна", phones=[CustomerPhone(phone="+79262345678")]))
+        await uow.commit()
+    expected = [await identify_by_phone(ctx, phone) for phone in ("+79161234567", "+74951112233")]  # one by one
+    assert expected[0] is not None and expected[0].name == "Иванов Иван Иванович"
+    queries: list[list[str]] = []
+    real = identification._profiles_by_phone
+
+    async def counted(ctx_, phones):  # type: ignore[no-untyped-def]
+        queries.append(phones)
+        return await real(ctx_, phones)
+
+    monkeypatch.setattr(identification, "_profiles_by_phone", counted)
+    ctx.extras.pop("identification.phone_lookups", None)  # rebuilt around the counting fetch
+    asked = ["+79161234567", "8 495 111-22-33", "+79262345678", "+79990000000"] * 10
+    found = await asyncio.gather(*(identify_by_phone(ctx, phone) for phone in asked))
+    assert len(queries) < len(asked) // 4
+    for phone, client in zip(asked, found, strict=True):
+        if phone == "+79161234567":
+            assert client == expected[0]
+        elif phone == "8 495 111-22-33":
+            assert client == expected[1] and client is not None and client.kind == "company"
+        else:  # shared by two customers now, or nobody's
+            assert client is None
+
+
 async def test_company_with_manager(demo_services) -> None:
     client = await identify_by_phone(demo_services.ctx, "+74951112233")
     assert client is not None and client.manager_name == "Анна Петрова" and client.kind == "company"

@@ -103,3 +103,44 @@ async def test_redis_comes_back(dead_redis):
 def test_in_process_backends_need_no_server():
     backends = KeyValueBackends.in_process()
     assert backends.redis is None
+
+
+async def test_concurrent_commands_each_get_their_own_answer(kv_backends):
+    kv = kv_backends.kv
+    won = await asyncio.gather(*(kv.set_if_absent("once", str(i), ttl=5) for i in range(50)))
+    assert won.count(True) == 1
+    await asyncio.gather(*(kv.set(f"k{i}", str(i), ttl=5) for i in range(50)))
+    values = await asyncio.gather(*(kv.get(f"k{i}") for i in range(50)), kv.get("once"))
+    assert values == [str(i) for i in range(50)] + [str(won.index(True))]
+    await asyncio.gather(*(kv.delete(f"k{i}") for i in range(0, 50, 2)))
+    assert [await kv.get(f"k{i}") for i in range(4)] == [None, "1", None, "3"]
+
+
+async def test_redis_commands_asked_together_share_a_pipeline_and_fail_alone(kv_backends):
+    """Concurrent commands go to Redis as one pipeline; a command Redis refuses fails only its caller."""
+    import uuid
+
+    from redis.exceptions import ResponseError
+
+    if kv_backends.redis is None:
+        pytest.skip("needs Redis (TEST_REDIS_URL)")
+    pipelines: list[int] = []
+
+    class Counted(RedisKeyValue):
+        async def _pipeline(self, commands):  # type: ignore[no-untyped-def]
+            pipelines.append(len(commands))
+            return await super()._pipeline(commands)
+
+    client, prefix = kv_backends.redis, f"fotest:{uuid.uuid4().hex[:8]}:"
+    kv = Counted(client, prefix)
+    try:
+        await client.rpush(prefix + "a-list", "x")  # GET on a list: Redis answers WRONGTYPE
+        outcomes = await asyncio.gather(*(kv.set(f"s{i}", str(i), ttl=5) for i in range(40)), kv.get("a-list"),
+                                        *(kv.get(f"s{i}") for i in range(40)), return_exceptions=True)
+        assert isinstance(outcomes[40], ResponseError)
+        assert outcomes[:40] == [None] * 40 and outcomes[41:] == [str(i) for i in range(40)]
+        assert sum(pipelines) == 81 and len(pipelines) < 81 // 4
+    finally:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
