@@ -45,3 +45,20 @@ async def test_failed_load_degrades_instead_of_crashing(monkeypatch, tmp_path, c
 def test_cli_processes_load_on_first_use(monkeypatch, tmp_path):
     monkeypatch.setattr("handlers.classification.load_or_train_default", lambda cache_dir: _Model())
     assert LazyTopicClassifier(tmp_path).classify("x")[0] == "classified"
+
+
+async def test_model_is_warmed_up_before_the_first_request(monkeypatch, tmp_path):
+    """Its first classification loads the morphology dictionaries (~0.3 s): not in a client's request."""
+    seen: list[str] = []
+
+    class Model:
+        def classify(self, text, k=3):
+            seen.append(text)
+            return text
+
+    monkeypatch.setattr("handlers.classification.load_or_train_default", lambda cache_dir: Model())
+    lazy = LazyTopicClassifier(tmp_path)
+    await lazy.load_in_background()
+    assert lazy.ready and len(seen) >= 2  # a Russian and an English text, before `ready`
+    lazy.classify("x")
+    assert seen[-1] == "x"
