@@ -164,11 +164,28 @@ async def _run_product_bot(port: int, ready: Any) -> None:
 # ---------------------------------------------------------------------- load generator (child process)
 
 
-def _generator(url: str, bodies: list[bytes], warmup: int, concurrency: int, out: Any) -> None:
-    asyncio.run(_generate(url, bodies, warmup, concurrency, out))
+def _process_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds used so far by process `pid` (all its threads), from /proc; None elsewhere.
+
+    The machine's cores are shared with the generator, the fake Bot API and the database, so throughput alone
+    is noisy: the bot's own CPU per update is the figure that says what the bot's code costs."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    # After the command name: state is field 3, utime and stime are fields 14 and 15 (proc(5)).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _generate(url: str, bodies: list[bytes], warmup: int, concurrency: int, out: Any) -> None:
+def _generator(url: str, bodies: list[bytes], warmup: int, concurrency: int, server_pid: int | None,
+               out: Any) -> None:
+    asyncio.run(_generate(url, bodies, warmup, concurrency, server_pid, out))
+
+
+async def _generate(url: str, bodies: list[bytes], warmup: int, concurrency: int, server_pid: int | None,
+                    out: Any) -> None:
     import aiohttp
 
     headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
@@ -203,17 +220,22 @@ async def _generate(url: str, bodies: list[bytes], warmup: int, concurrency: int
         await asyncio.gather(*(worker(bodies[:warmup], False) for _ in range(concurrency)))
         cursor = 0
         measured = bodies[warmup:]
+        cpu_started = _process_cpu_seconds(server_pid)
         started = time.perf_counter()
         await asyncio.gather(*(worker(measured, True) for _ in range(concurrency)))
         wall = time.perf_counter() - started
-    out.send({"latencies": latencies, "statuses": statuses, "seconds": wall, "sent": len(measured)})
+        cpu_ended = _process_cpu_seconds(server_pid)
+    server_cpu = None if cpu_started is None or cpu_ended is None else cpu_ended - cpu_started
+    out.send({"latencies": latencies, "statuses": statuses, "seconds": wall, "sent": len(measured),
+              "server_cpu_seconds": server_cpu})
     out.close()
 
 
-def measure(url: str, bodies: list[bytes], warmup: int, concurrency: int, limit_seconds: float) -> dict[str, Any]:
+def measure(url: str, bodies: list[bytes], warmup: int, concurrency: int, limit_seconds: float,
+            server_pid: int | None = None) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_generator, args=(url, bodies, warmup, concurrency, child), daemon=True)
+    proc = ctx.Process(target=_generator, args=(url, bodies, warmup, concurrency, server_pid, child), daemon=True)
     proc.start()
     child.close()
     if not parent.poll(limit_seconds):
@@ -231,7 +253,9 @@ def measure(url: str, bodies: list[bytes], warmup: int, concurrency: int, limit_
     return {"sent": result["sent"], "ok": len(lat), "statuses": result["statuses"],
             "seconds": result["seconds"], "rps": len(lat) / result["seconds"], "p50_ms": pct(0.50),
             "p90_ms": pct(0.90), "p99_ms": pct(0.99), "max_ms": lat[-1] * 1000,
-            "mean_ms": statistics.fmean(lat) * 1000}
+            "mean_ms": statistics.fmean(lat) * 1000,
+            "server_cpu_ms_per_update": None if result["server_cpu_seconds"] is None
+            else round(result["server_cpu_seconds"] / len(lat) * 1000, 3)}
 
 
 # ---------------------------------------------------------------------- orchestration
@@ -344,7 +368,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 try:
                     asyncio.run(_http("POST", f"http://127.0.0.1:{stats_port}/reset"))
                     figures = measure(f"http://127.0.0.1:{port}{PATH}", bodies, warmup, args.concurrency,
-                                      args.max_seconds)
+                                      args.max_seconds, server.pid)
                     figures["bot_api_calls"] = asyncio.run(_http("GET", f"http://127.0.0.1:{stats_port}/stats"))
                     figures["server"] = banner
                     results[mode] = figures
@@ -371,6 +395,8 @@ def _print(results: dict[str, Any]) -> None:
         print(f"  {mode:8} {r['rps']:8.1f} updates/s   p50 {r['p50_ms']:6.1f} ms   p90 {r['p90_ms']:6.1f} ms   "
               f"p99 {r['p99_ms']:6.1f} ms   max {r['max_ms']:6.1f} ms   ok {r['ok']}/{r['sent']}   "
               f"sendMessage {r['bot_api_calls'].get('sendMessage', 0)}")
+        if r["server_cpu_ms_per_update"] is not None:
+            print(f"  {'':8} bot process CPU {r['server_cpu_ms_per_update']:.2f} ms per update")
     print(f"  product server: {results['product']['server']}")
     print(f"  database after the run: {results['rows']}")
     print(f"  throughput ratio product/echo: {results['throughput_ratio']:.2f}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
 
 from aiogram.types import (
     InlineKeyboardButton,
@@ -33,8 +35,15 @@ def ticket_data(action: str, value: object) -> str:
 
 
 def main_menu(ctx: AppContext, lang: str) -> ReplyKeyboardMarkup:
+    # Sent with most replies (every opened ticket): built once per translator and language, not per update
+    # (seven validated pydantic models each time). Nothing modifies a keyboard after building it.
+    return _main_menu(ctx.t, lang)
+
+
+@lru_cache(maxsize=16)
+def _main_menu(translate: Any, lang: str) -> ReplyKeyboardMarkup:
     return ReplyKeyboardMarkup(
-        keyboard=[[KeyboardButton(text=ctx.t(key, lang)) for key in row] for row in MENU_KEYS],
+        keyboard=[[KeyboardButton(text=translate(key, lang)) for key in row] for row in MENU_KEYS],
         resize_keyboard=True,
         is_persistent=True,
     )

@@ -25,21 +25,19 @@ from aiogram import Bot, Dispatcher
 from aiogram.types import Update
 from aiohttp import web
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
 
+from bot.delivery_log import already_processed, mark_processed
 from bot.dispatcher import build_dispatcher
 from bot.errors import Delivery
 from bot.fsm import build_storage
 from bot.sender import make_bot
 from config import Settings
 from handlers.context import AppContext
-from storage.models import ProcessedUpdate
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-SOURCE = "telegram"
 MAX_ATTEMPTS = 3
 FAILURES_KEY = "tg:failures:{update_id}"
 SECRET_FILE = "telegram_webhook_secret"
@@ -69,6 +67,14 @@ def webhook_secret(settings: Settings) -> str:
 
 INT64 = 2**63 - 1
 
+# Updates handled at once by this process; the others wait their turn (before any database or Redis work).
+# Each update holds up to two database connections at a time (staff and client look-ups run together), and
+# the engine keeps 10 pooled connections (storage/db.py): beyond that the pool opens and closes overflow
+# connections for every unit of work (connect, TLS probe, type introspection, statements prepared again):
+# about a sixth of the bot's CPU at 50 concurrent webhook connections (bench/bot.py, py-spy). The work is
+# CPU-bound, so more parallelism would only lengthen every update's latency, not raise throughput.
+MAX_UPDATES_IN_FLIGHT = 10
+
 
 def _check_int_range(value: Any, depth: int = 0) -> None:
     """Telegram ids fit in 64 bits; a larger number (forged or corrupted) would only fail later in the
@@ -89,6 +95,7 @@ class WebhookHandler:
     def __init__(self, ctx: AppContext, dp: Dispatcher, bot: Bot, secret: str) -> None:
         self.ctx, self.dp, self.bot = ctx, dp, bot
         self._secret = secret.encode()
+        self._in_flight = asyncio.Semaphore(MAX_UPDATES_IN_FLIGHT)
 
     async def handle(self, request: web.Request) -> web.Response:
         given = request.headers.get(SECRET_HEADER, "").encode()
@@ -112,7 +119,8 @@ class WebhookHandler:
             log.error("webhook: update %s does not parse: %s", update_id, str(exc)[:500])
             await self._mark(str(update_id), "failed", f"unparsable update: {str(exc)[:900]}", 1)
             return web.json_response({"ok": True, "failed": True})
-        return await self.process(update)
+        async with self._in_flight:
+            return await self.process(update)
 
     async def process(self, update: Update) -> web.Response:
         key = str(update.update_id)
@@ -143,18 +151,11 @@ class WebhookHandler:
         return web.json_response({"ok": True})
 
     async def _already_processed(self, key: str) -> bool:
-        # A read-only unit of work: on PostgreSQL one round trip instead of BEGIN, SELECT, ROLLBACK.
-        async with self.ctx.read() as uow:
-            return await uow.processed_updates.get(SOURCE, key) is not None
+        return await already_processed(self.ctx, key)
 
     async def _mark(self, key: str, status: str, error: str | None, attempts: int) -> None:
-        try:
-            async with self.ctx.uow() as uow:
-                uow.session.add(ProcessedUpdate(source=SOURCE, key=key, status=status, error=error,
-                                                attempts=attempts))
-                await uow.commit()
-        except IntegrityError:
-            pass  # a concurrent delivery of the same update marked it first
+        # One statement; a concurrent delivery of the same update that marked it first wins (bot/delivery_log.py).
+        await mark_processed(self.ctx, key, status, error, attempts)
 
 
 def is_infrastructure_error(exc: BaseException) -> bool:
