@@ -18,15 +18,21 @@ def staff_profile(staff: Staff) -> StaffProfile:
 async def identify_staff(ctx: AppContext, telegram_id: int) -> StaffProfile | None:
     """The active staff member with this Telegram id, or None (then the person is treated as a client).
 
-    Writing to the bot proves it is not blocked any more: alerts go to the person again (not the group)."""
-    async with ctx.uow() as uow:
-        staff = await uow.staff.by_telegram_id(telegram_id)
+    Writing to the bot proves it is not blocked any more: alerts go to the person again (not the group).
+    Asked for every update the bot gets, almost all from clients: a read-only look-up answers (one round trip
+    on PostgreSQL instead of BEGIN, SELECT, ROLLBACK), and a write transaction opens only to clear the flag."""
+    async with ctx.read() as reader:
+        staff = await reader.staff.by_telegram_id(telegram_id)
         if staff is None:
             return None
-        if staff.telegram_unreachable:
-            staff.telegram_unreachable = False
-            await uow.commit()
-        return staff_profile(staff)
+        profile, unreachable = staff_profile(staff), staff.telegram_unreachable
+    if unreachable:
+        async with ctx.uow() as uow:
+            staff = await uow.staff.by_telegram_id(telegram_id)
+            if staff is not None and staff.telegram_unreachable:
+                staff.telegram_unreachable = False
+                await uow.commit()
+    return profile
 
 
 @database_errors_as_unavailable
