@@ -58,8 +58,11 @@ async def get_client_ticket(ctx: AppContext, client: ClientProfile, ticket_ref: 
 
 @database_errors_as_unavailable
 async def client_open_ticket(ctx: AppContext, client: ClientProfile) -> TicketSummary | None:
-    """The client's current conversation: the most recently active open (or just resolved) ticket."""
-    async with ctx.uow() as uow:
+    """The client's current conversation: the most recently active open (or just resolved) ticket.
+
+    Asked for every text a client sends, usually answered "none": read-only (on PostgreSQL one round trip
+    for that answer instead of BEGIN, SELECT, ROLLBACK)."""
+    async with ctx.read() as uow:
         ticket = await uow.tickets.latest_active(client.customer_id)
         if ticket is None:
             return None
