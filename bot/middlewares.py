@@ -6,7 +6,6 @@ here (database down) still reaches the central error handler in bot/errors.py.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,6 +14,7 @@ from aiogram import BaseMiddleware
 from aiogram.types import Chat, TelegramObject, Update, User
 
 from handlers.context import AppContext
+from handlers.dto import TelegramSender
 from handlers.i18n import pick_language
 
 log = logging.getLogger(__name__)
@@ -63,22 +63,24 @@ class IdentityMiddleware(BaseMiddleware):
         self.ctx = ctx
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        from handlers.identification import identify_by_telegram
-        from handlers.staff import identify_staff
+        from handlers.identification import identify_telegram_sender
+        from handlers.staff import mark_reachable
 
         user: User | None = data.get("event_from_user")
         chat: Chat | None = data.get("event_chat")
         if user is None or user.is_bot:
             return None  # channel posts, other bots: nothing for us to do
-        # Both look-ups at once (separate transactions; on PostgreSQL they overlap). A staff member who is
-        # also a customer gets the staff experience.
-        staff, client = await asyncio.gather(identify_staff(self.ctx, user.id),
-                                             identify_by_telegram(self.ctx, user.id))
-        if staff is not None:
-            client = None
+        # The webhook has usually asked already, together with its redelivery check (bot/webhook.py).
+        sender: TelegramSender | None = data.get("sender")
+        if sender is None or data.get("sender_id") != user.id:
+            sender = await identify_telegram_sender(self.ctx, user.id)
+        # A staff member who is also a customer gets the staff experience.
+        staff, client = sender.staff, sender.client if sender.staff is None else None
+        if staff is not None and sender.staff_unreachable:
+            await mark_reachable(self.ctx, user.id)
         if chat is not None and chat.type != "private" and staff is None:
             return None  # in department group chats only staff act; clients talk to the bot privately
-        data["staff"], data["client"] = staff, client
+        data["staff"], data["client"], data["sender"] = staff, client, sender
         preferred = await stored_language(self.ctx, user.id)
         profile_language = staff.language if staff is not None else client.language if client else None
         data["lang"] = preferred or profile_language or pick_language(user.language_code,

@@ -24,7 +24,7 @@ from bot.menu import require_client
 from bot.texts import esc, labels, split_text, truncate
 from handlers.callbacks import decode
 from handlers.context import AppContext
-from handlers.dto import Attachment, ClientProfile, IntakeResult, TicketSummary
+from handlers.dto import Attachment, ClientProfile, IntakeResult, TelegramSender, TicketSummary
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +147,14 @@ async def run_intake(message: Message, ctx: AppContext, lang: str, state: FSMCon
     return result
 
 
-async def conversation_ticket(ctx: AppContext, client: ClientProfile | None) -> TicketSummary | None:
+async def conversation_ticket(ctx: AppContext, client: ClientProfile | None,
+                              sender: TelegramSender | None = None) -> TicketSummary | None:
     """The open ticket the client is talking about with an employee, if any."""
     if client is None:
         return None
+    if (sender is not None and sender.client is not None and sender.client.customer_id == client.customer_id
+            and sender.client_ticket_status not in CONVERSATION_STATUSES):
+        return None  # known since the start of this update (bot/middlewares.py): no second look-up
     from handlers.tickets import client_open_ticket
 
     ticket = await client_open_ticket(ctx, client)
@@ -161,7 +165,7 @@ async def conversation_ticket(ctx: AppContext, client: ClientProfile | None) -> 
 
 
 async def on_text(message: Message, ctx: AppContext, lang: str, state: FSMContext, event_update: Update,
-                  client: ClientProfile | None = None) -> None:
+                  client: ClientProfile | None = None, sender: TelegramSender | None = None) -> None:
     from handlers.tickets import add_client_message
 
     text = message.text or ""
@@ -170,7 +174,7 @@ async def on_text(message: Message, ctx: AppContext, lang: str, state: FSMContex
     pending_files = [Attachment(**item) for item in data.get("pending_files") or []]
     if pending_files:
         await state.update_data(pending_files=None)
-    ticket = await conversation_ticket(ctx, client)
+    ticket = await conversation_ticket(ctx, client, sender)
     if ticket is not None and client is not None:
         await add_client_message(ctx, client, ticket.id, text, message_key=key, attachments=pending_files)
         await message.answer(ctx.t("bot_added_to_ticket", lang, number=esc(ticket.number)))

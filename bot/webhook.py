@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from aiogram import Bot, Dispatcher
+from aiogram.dispatcher.middlewares.user_context import UserContextMiddleware
 from aiogram.types import Update
 from aiohttp import web
 from pydantic import ValidationError
@@ -68,11 +69,9 @@ def webhook_secret(settings: Settings) -> str:
 INT64 = 2**63 - 1
 
 # Updates handled at once by this process; the others wait their turn (before any database or Redis work).
-# Each update holds up to two database connections at a time (staff and client look-ups run together), and
-# the engine keeps 10 pooled connections (storage/db.py): beyond that the pool opens and closes overflow
-# connections for every unit of work (connect, TLS probe, type introspection, statements prepared again):
-# about a sixth of the bot's CPU at 50 concurrent webhook connections (bench/bot.py, py-spy). The work is
-# CPU-bound, so more parallelism would only lengthen every update's latency, not raise throughput.
+# Each update holds up to two database connections at a time, and the engine keeps 20 (storage/db.py); past
+# that the pool would open and close an overflow connection per unit of work. The work is CPU-bound, so more
+# parallelism would only lengthen every update's latency, not raise throughput.
 MAX_UPDATES_IN_FLIGHT = 10
 
 
@@ -124,13 +123,20 @@ class WebhookHandler:
 
     async def process(self, update: Update) -> web.Response:
         key = str(update.update_id)
-        if await self._already_processed(key):
+        try:
+            seen, known = await self._look_up(update, key)
+        except Exception as exc:
+            if not is_infrastructure_error(exc):
+                raise
+            log.warning("update %s: back end unavailable (%s); Telegram will redeliver", key, type(exc).__name__)
+            return web.json_response({"ok": False, "error": "temporarily unavailable"}, status=503)
+        if seen:
             return web.json_response({"ok": True, "duplicate": True})
         failures_key = FAILURES_KEY.format(update_id=key)
         failures = int(await self.ctx.kv.kv.get(failures_key) or 0)
         delivery = Delivery(update.update_id, attempt=failures + 1, final=failures + 1 >= MAX_ATTEMPTS)
         try:
-            await self.dp.feed_update(self.bot, update, delivery=delivery)
+            await self.dp.feed_update(self.bot, update, delivery=delivery, **known)
         except Exception as exc:  # re-raised by bot/errors.py while another attempt is coming
             if is_infrastructure_error(exc):
                 # The database or Redis is down: not the update's fault. Telegram keeps redelivering for
@@ -150,8 +156,16 @@ class WebhookHandler:
             await self._mark(key, "done", None, delivery.attempt)
         return web.json_response({"ok": True})
 
-    async def _already_processed(self, key: str) -> bool:
-        return await already_processed(self.ctx, key)
+    async def _look_up(self, update: Update, key: str) -> tuple[bool, dict[str, Any]]:
+        """Whether the update was handled before and, for a person's update, who sent it: one statement
+        (handlers.identification.identify_telegram_sender), which bot/middlewares.py then takes as it is."""
+        from handlers.identification import identify_telegram_sender
+
+        user = UserContextMiddleware.resolve_event_context(update).user
+        if user is None or user.is_bot:
+            return await already_processed(self.ctx, key), {}
+        sender = await identify_telegram_sender(self.ctx, user.id, update_key=key)
+        return sender.already_handled, {"sender": sender, "sender_id": user.id}
 
     async def _mark(self, key: str, status: str, error: str | None, attempts: int) -> None:
         # One statement; a concurrent delivery of the same update that marked it first wins (bot/delivery_log.py).

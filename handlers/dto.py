@@ -89,6 +89,21 @@ class StaffProfile:
 
 
 @dataclass(frozen=True)
+class TelegramSender:
+    """Who wrote a Telegram update: a staff member, a customer (linked Telegram id), both, or neither."""
+
+    staff: StaffProfile | None
+    client: ClientProfile | None
+    # The staff member's alerts had been failing (bot blocked); writing to the bot again proves it is not.
+    staff_unreachable: bool = False
+    # The update's key is already in processed_updates: a redelivery of something handled.
+    already_handled: bool = False
+    # Status of the client's current ticket (the one client_open_ticket returns), None without one: most
+    # texts come from clients without a conversation, and this spares them that look-up.
+    client_ticket_status: str | None = None
+
+
+@dataclass(frozen=True)
 class PinCheck:
     ok: bool
     client: ClientProfile | None = None

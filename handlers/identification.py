@@ -11,15 +11,27 @@ from datetime import timedelta
 from functools import lru_cache, partial
 from typing import Any
 
-from sqlalchemy import ARRAY, Row, Select, String, any_, bindparam, select, update
+from sqlalchemy import ARRAY, BigInteger, Row, Select, String, and_, any_, bindparam, exists, select, update
 from sqlalchemy.orm import aliased
 
 from handlers.context import AppContext
-from handlers.dto import ClientProfile, NotFound, PinCheck
+from handlers.dto import ClientProfile, NotFound, PinCheck, StaffProfile, TelegramSender
 from handlers.phones import normalize_phone
 from handlers.pin import hash_pin, verify_pin
 from storage.batching import Batcher, coalescing
-from storage.models import Account, Call, Customer, CustomerPhone, Interaction, Staff, Subscription, Ticket
+from storage.models import (
+    Account,
+    Call,
+    Customer,
+    CustomerPhone,
+    Department,
+    Interaction,
+    ProcessedUpdate,
+    Staff,
+    Subscription,
+    Ticket,
+)
+from storage.repositories.tickets import latest_active_of
 
 MAX_PIN_FAILURES = 5
 PIN_LOCK = timedelta(minutes=15)
@@ -45,34 +57,41 @@ def profile_of(customer: Customer) -> ClientProfile:
     )
 
 
+_MANAGER = aliased(Staff, name="manager")
+# One row per phone x account of a customer; `_profiles_from_rows` folds them (14 columns).
+_PROFILE_COLUMNS = (Customer.id, Customer.name, Customer.kind, Customer.segment, Customer.language, Customer.email,
+                    Customer.telegram_user_id, Customer.manager_id, _MANAGER.name, Customer.consent_at,
+                    CustomerPhone.id, CustomerPhone.phone, Account.id, Account.number)
+_CURRENT_CUSTOMER = (Customer.merged_into_id.is_(None), Customer.anonymised_at.is_(None))
+
+
+def _profile_joins(statement: Select[Any]) -> Select[Any]:
+    return (statement.outerjoin(_MANAGER, _MANAGER.id == Customer.manager_id)
+            .outerjoin(CustomerPhone, CustomerPhone.customer_id == Customer.id)
+            .outerjoin(Account, Account.customer_id == Customer.id))
+
+
 def _profile_rows(*conditions: Any) -> Select[Any]:
     """Customers matching `conditions` with manager, phones and accounts in ONE round trip: one row per
     phone x account (a handful per customer), folded into profiles by `_profiles_from_rows`. Plain columns,
     not ORM objects: identification runs on every Telegram update and every call, and loading a Customer
     entity would also fire its two selectin loads."""
-    return (
-        select(Customer.id, Customer.name, Customer.kind, Customer.segment, Customer.language, Customer.email,
-               Customer.telegram_user_id, Customer.manager_id, Staff.name, Customer.consent_at,
-               CustomerPhone.id, CustomerPhone.phone, Account.id, Account.number)
-        .select_from(Customer)
-        .outerjoin(Staff, Staff.id == Customer.manager_id)
-        .outerjoin(CustomerPhone, CustomerPhone.customer_id == Customer.id)
-        .outerjoin(Account, Account.customer_id == Customer.id)
-        .where(Customer.merged_into_id.is_(None), Customer.anonymised_at.is_(None), *conditions)
-    )
+    return _profile_joins(select(*_PROFILE_COLUMNS).select_from(Customer)).where(*_CURRENT_CUSTOMER, *conditions)
 
 
-def _profiles_from_rows(rows: Sequence[Row[Any]]) -> list[ClientProfile]:
-    heads: dict[int, Row[Any]] = {}
+def _profiles_from_rows(rows: Sequence[Any], start: int = 0) -> list[ClientProfile]:
+    """Fold profile rows; the 14 profile columns begin at `start` in each row."""
+    heads: dict[int, Sequence[Any]] = {}
     phones: dict[int, dict[int, str]] = {}
     accounts: dict[int, dict[int, str]] = {}
     for row in rows:
-        customer_id = row[0]
-        heads.setdefault(customer_id, row)
-        if row[10] is not None:
-            phones.setdefault(customer_id, {})[row[10]] = row[11]
-        if row[12] is not None:
-            accounts.setdefault(customer_id, {})[row[12]] = row[13]
+        h = row[start:start + 14]
+        customer_id = h[0]
+        heads.setdefault(customer_id, h)
+        if h[10] is not None:
+            phones.setdefault(customer_id, {})[h[10]] = h[11]
+        if h[12] is not None:
+            accounts.setdefault(customer_id, {})[h[12]] = h[13]
     return [
         ClientProfile(
             customer_id=cid, name=h[1], kind=h[2], segment=h[3], language=h[4], email=h[5],
@@ -109,6 +128,51 @@ _PHONE_LOOKUPS = "identification.phone_lookups"
 # Callers ring from the same numbers again and again; parsing one with `phonenumbers` costs more than the
 # whole database look-up's share of Python under load.
 _normalized_phone = lru_cache(maxsize=4096)(normalize_phone)
+
+
+def _telegram_sender_statement() -> Select[Any]:
+    """Everything the bot asks about an update's sender, in one statement: the active staff member with that
+    Telegram id, the customer linked to it, and whether this update was handled already. Built from a one-row
+    "sender" so that each part is an outer join and absent parts come back as NULLs."""
+    sender = select(bindparam("telegram_user_id", type_=BigInteger).label("tid")).subquery("sender")
+    handled = exists().where(ProcessedUpdate.source == "telegram",
+                             ProcessedUpdate.key == bindparam("update_key", type_=String)).label("handled")
+    statement = (
+        select(Staff.id, Staff.name, Staff.role, Staff.department_id, Department.code, Staff.language,
+               Staff.on_duty, Staff.telegram_id, Staff.telegram_unreachable, *_PROFILE_COLUMNS,
+               latest_active_of(Customer.id, Ticket.status).scalar_subquery(), handled)
+        .select_from(sender)
+        .outerjoin(Staff, and_(Staff.telegram_id == sender.c.tid, Staff.is_active.is_(True)))
+        .outerjoin(Department, Department.id == Staff.department_id)
+        .outerjoin(Customer, and_(Customer.telegram_user_id == sender.c.tid, *_CURRENT_CUSTOMER))
+    )
+    return _profile_joins(statement)
+
+
+_TELEGRAM_SENDER = _telegram_sender_statement()
+_STAFF_COLUMNS = 9
+
+
+async def identify_telegram_sender(ctx: AppContext, telegram_user_id: int, *,
+                                   update_key: str | None = None) -> TelegramSender:
+    """Who wrote to the bot (staff member, client, both or neither), the status of the client's current ticket,
+    and, given the update's key, whether it was handled before: one round trip for what every update needs
+    before anything else."""
+    async with ctx.read() as uow:
+        connection = await uow.session.connection()
+        rows = (await connection.execute(_TELEGRAM_SENDER, {"telegram_user_id": telegram_user_id,
+                                                            "update_key": update_key})).all()
+    head = rows[0]
+    staff = None
+    if head[0] is not None:
+        staff = StaffProfile(staff_id=head[0], name=head[1], role=head[2], department_id=head[3],
+                             department_code=head[4], language=head[5], on_duty=head[6], telegram_id=head[7])
+    clients = _profiles_from_rows([row for row in rows if row[_STAFF_COLUMNS] is not None], _STAFF_COLUMNS)
+    client = clients[0] if clients else None
+    return TelegramSender(staff=staff, client=client,
+                          staff_unreachable=bool(head[8]) if staff is not None else False,
+                          already_handled=bool(head[-1]),
+                          client_ticket_status=head[-2] if client is not None else None)
 
 
 async def identify_by_telegram(ctx: AppContext, telegram_user_id: int) -> ClientProfile | None:

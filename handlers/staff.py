@@ -27,12 +27,18 @@ async def identify_staff(ctx: AppContext, telegram_id: int) -> StaffProfile | No
             return None
         profile, unreachable = staff_profile(staff), staff.telegram_unreachable
     if unreachable:
-        async with ctx.uow() as uow:
-            staff = await uow.staff.by_telegram_id(telegram_id)
-            if staff is not None and staff.telegram_unreachable:
-                staff.telegram_unreachable = False
-                await uow.commit()
+        await mark_reachable(ctx, telegram_id)
     return profile
+
+
+@database_errors_as_unavailable
+async def mark_reachable(ctx: AppContext, telegram_id: int) -> None:
+    """The staff member wrote to the bot, so it is not blocked: alerts go to them again, not to the group."""
+    async with ctx.uow() as uow:
+        staff = await uow.staff.by_telegram_id(telegram_id)
+        if staff is not None and staff.telegram_unreachable:
+            staff.telegram_unreachable = False
+            await uow.commit()
 
 
 @database_errors_as_unavailable

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Select,
     and_,
     bindparam,
     func,
@@ -264,14 +265,22 @@ _OPEN_FOLLOW_UP = (
     .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
     .limit(1)
 )
-_LATEST_ACTIVE = (
-    select(Ticket)
-    .where(Ticket.customer_id == bindparam("customer_id"), Ticket.status.in_(ACTIVE_STATUSES))
-    # An open ticket wins over a just-resolved one; among equals, the most recently active.
-    .order_by(func.coalesce(Ticket.status.in_(OPEN_STATUSES), False).desc(), Ticket.updated_at.desc(),
-              Ticket.id.desc())
-    .limit(1)
-)
+
+
+def latest_active_of(customer_id: Any, *columns: Any) -> Select[Any]:
+    """The customer's current ticket (`columns` of it, the entity by default); `customer_id` may be a bound
+    parameter or a column of an enclosing query (handlers.identification asks for its status that way)."""
+    return (
+        select(*(columns or (Ticket,)))
+        .where(Ticket.customer_id == customer_id, Ticket.status.in_(ACTIVE_STATUSES))
+        # An open ticket wins over a just-resolved one; among equals, the most recently active.
+        .order_by(func.coalesce(Ticket.status.in_(OPEN_STATUSES), False).desc(), Ticket.updated_at.desc(),
+                  Ticket.id.desc())
+        .limit(1)
+    )
+
+
+_LATEST_ACTIVE = latest_active_of(bindparam("customer_id"))
 _ON_DUTY_CANDIDATES = (
     select(Staff.id, Staff.name,
            select(func.count())

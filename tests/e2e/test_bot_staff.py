@@ -147,3 +147,25 @@ async def test_staff_commands_and_buttons(demo_services, fake_bot_api):
             moved = await uow.tickets.get(other.id)
             assert moved is not None
             assert (await uow.departments.get(moved.department_id)).code == "network"
+
+
+async def test_staff_writing_again_is_reachable_again_and_a_deactivated_one_is_a_stranger(demo_services, fake_bot_api):
+    """The webhook's one look-up (who is writing, was this update handled) drives the staff side: a staff
+    member whose alerts bounced is marked reachable by writing, and deactivation takes effect at once."""
+    services = demo_services
+    async with bot_app(services, fake_bot_api) as env:
+        await _setup(env)
+        staff_id = await _staff_id(env, SUPPORT)
+        async with services.uow() as uow:
+            (await uow.staff.get(staff_id)).telegram_unreachable = True
+            await uow.commit()
+        assert (await env.post(u.command(SUPPORT, "/queue"))).status == 200
+        async with services.uow() as uow:
+            assert not (await uow.staff.get(staff_id)).telegram_unreachable
+        async with services.uow() as uow:
+            (await uow.staff.get(staff_id)).is_active = False
+            await uow.commit()
+        before = len(env.api.calls)
+        assert (await env.post(u.callback(SUPPORT, f"t:take:{10**6}"))).status == 200
+        answers = env.calls_since(before, "answerCallbackQuery")
+        assert answers and answers[0].data.get("text") == services.ctx.t("bot_not_allowed", "ru")
