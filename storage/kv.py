@@ -173,6 +173,14 @@ class MemoryPubSub(PubSub):
 # ---------------------------------------------------------------- Redis
 
 
+# INCR, and give the counter its time to live when it has none (just created, or left without one).
+_INCR_WITH_TTL = """
+local count = redis.call('INCR', KEYS[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+
+
 class RedisKeyValue(KeyValueStore):
     def __init__(self, client: Any, prefix: str = "fo:") -> None:
         self._r, self._p = client, prefix
@@ -204,10 +212,9 @@ class RedisKeyValue(KeyValueStore):
         await self._commands.submit(("delete", (self._p + key,), {}))
 
     async def incr(self, key: str, ttl: float) -> int:
-        async with self._r.pipeline(transaction=True) as pipe:
-            pipe.incr(self._p + key)
-            pipe.pexpire(self._p + key, int(ttl * 1000), nx=True)
-            count, _ = await pipe.execute()
+        # One script, so the increment and the expiry stay atomic and still travel in the shared pipeline
+        # (the flood limit asks this for every Telegram update).
+        count = await self._commands.submit(("eval", (_INCR_WITH_TTL, 1, self._p + key, int(ttl * 1000)), {}))
         return int(count)
 
     async def ping(self) -> None:
