@@ -6,6 +6,7 @@ error line on stderr, no traceback).
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -67,6 +68,11 @@ def evaluate_command(train_file: str, test_file: str, oos_label: str | None = No
         return _fail(str(exc))
     except ValueError as exc:
         return _fail(f"cannot train: {exc}")
+    # As a serving process does once its model is loaded (service/wiring.py): what training left behind is
+    # collected and the long-lived rest kept out of the collector's passes (measured on CLINC: one 3 ms
+    # collection fewer among the timed queries).
+    gc.collect()
+    gc.freeze()
     report = evaluate(model, test_examples, oos_label=oos_label)
     print(format_report(report))
     print(f"training: {train_seconds:.1f} s wall, {train_cpu_seconds:.1f} s CPU (all threads); "
