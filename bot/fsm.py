@@ -13,12 +13,10 @@ STATE_TTL_SECONDS = 24 * 3600
 def build_storage(redis_url: str | None, prefix: str = "fo:fsm") -> BaseStorage:
     if not redis_url:
         return MemoryStorage()
-    from aiogram.fsm.storage.redis import RedisStorage
-
-    from storage.fsm import ResilientFsmStorage
+    from storage.fsm import PipelinedRedisStorage, ResilientFsmStorage
 
     # A Redis outage must not fail updates: state falls back to this process until Redis answers again.
-    return ResilientFsmStorage(RedisStorage.from_url(
+    return ResilientFsmStorage(PipelinedRedisStorage.from_url(
         redis_url,
         key_builder=DefaultKeyBuilder(prefix=prefix, with_bot_id=True),
         state_ttl=STATE_TTL_SECONDS,

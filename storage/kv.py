@@ -173,6 +173,24 @@ class MemoryPubSub(PubSub):
 # ---------------------------------------------------------------- Redis
 
 
+Command = tuple[str, tuple[Any, ...], dict[str, Any]]
+
+
+def pipelined_commands(client: Any) -> Batcher[Command, Any]:
+    """Commands (name, args, options) asked at the same time go to Redis as one pipeline: one pool check-out,
+    one write and one read for the lot instead of each on its own. Not a transaction: each command keeps its
+    own meaning, and an error answer fails only its own caller."""
+
+    async def run(commands: list[Command]) -> list[Any]:
+        async with client.pipeline(transaction=False) as pipe:
+            for name, args, options in commands:
+                getattr(pipe, name)(*args, **options)
+            results = await pipe.execute(raise_on_error=False)
+        return [Failure(result) if isinstance(result, Exception) else result for result in results]
+
+    return Batcher(run, max_batch=256, max_in_flight=4)
+
+
 # INCR, and give the counter its time to live when it has none (just created, or left without one).
 _INCR_WITH_TTL = """
 local count = redis.call('INCR', KEYS[1])
@@ -187,15 +205,7 @@ class RedisKeyValue(KeyValueStore):
         # Commands asked at the same time (a busy web process asks one or two per request) go to Redis as one
         # pipeline: one pool check-out, one write and one read for the lot instead of each on its own. Not a
         # transaction: each command keeps its own meaning, and an error answer fails only its own caller.
-        self._commands: Batcher[tuple[str, tuple[Any, ...], dict[str, Any]], Any] = Batcher(
-            self._pipeline, max_batch=256, max_in_flight=4)
-
-    async def _pipeline(self, commands: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
-        async with self._r.pipeline(transaction=False) as pipe:
-            for name, args, options in commands:
-                getattr(pipe, name)(*args, **options)
-            results = await pipe.execute(raise_on_error=False)
-        return [Failure(result) if isinstance(result, Exception) else result for result in results]
+        self._commands = pipelined_commands(client)
 
     async def get(self, key: str) -> str | None:
         value = await self._commands.submit(("get", (self._p + key,), {}))

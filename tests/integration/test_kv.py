@@ -126,13 +126,15 @@ async def test_redis_commands_asked_together_share_a_pipeline_and_fail_alone(kv_
         pytest.skip("needs Redis (TEST_REDIS_URL)")
     pipelines: list[int] = []
 
-    class Counted(RedisKeyValue):
-        async def _pipeline(self, commands):  # type: ignore[no-untyped-def]
-            pipelines.append(len(commands))
-            return await super()._pipeline(commands)
-
     client, prefix = kv_backends.redis, f"fotest:{uuid.uuid4().hex[:8]}:"
-    kv = Counted(client, prefix)
+    kv = RedisKeyValue(client, prefix)
+    run = kv._commands._process
+
+    async def counted(commands):  # type: ignore[no-untyped-def]
+        pipelines.append(len(commands))
+        return await run(commands)
+
+    kv._commands._process = counted
     try:
         await client.rpush(prefix + "a-list", "x")  # GET on a list: Redis answers WRONGTYPE
         outcomes = await asyncio.gather(*(kv.set(f"s{i}", str(i), ttl=5) for i in range(40)), kv.get("a-list"),
