@@ -45,6 +45,7 @@ MAX_FIELD_CHARS = 5000
 _caller_id = lru_cache(maxsize=4096)(normalize_phone)
 
 IVR_FLOW = web.AppKey("ivr_flow", object)
+_NO_INPUT = Inbound()  # the entry step's input (frozen, so one instance serves every call)
 
 Step = Callable[[CallState, Inbound], Awaitable[Reply]]
 
@@ -128,7 +129,7 @@ class IvrWebhook:
         async def first(st: CallState, _inbound: Inbound) -> Reply:
             return await self.flow.start(st, form.get("From"), form.get("To"))
 
-        return await self._run(state, 0, Inbound(), first, log_step=False, first=True)
+        return await self._run(state, 0, _NO_INPUT, first, log_step=False, first=True)
 
     def _step_handler(self, kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:

@@ -40,11 +40,12 @@ class CallState:
 
     def to_json(self) -> str:
         # Field by field rather than dataclasses.asdict, which deep-copies everything: this runs on every
-        # step of every call, and the values are strings, numbers, tuples and one flat profile.
-        data = {name: getattr(self, name) for name in _STATE_FIELDS}
-        if self.client is not None:
-            data["client"] = {name: getattr(self.client, name) for name in _CLIENT_FIELDS}
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+        # step of every call. The two big values are encoded once and reused: the last answer (the same menu
+        # TwiML for every call at that point, and the same object within a request) and the client's profile
+        # (the same few clients call again and again).
+        head = _encode({name: getattr(self, name) for name in _PLAIN_FIELDS})
+        client = "null" if self.client is None else _client_json(self.client)
+        return f'{head[:-1]},"client":{client},"last_reply":{_reply_json(self.last_reply)}}}'
 
     @classmethod
     def from_json(cls, raw: str) -> CallState:
@@ -61,7 +62,36 @@ class CallState:
 
 
 _STATE_FIELDS = tuple(f.name for f in fields(CallState))
+_PLAIN_FIELDS = tuple(name for name in _STATE_FIELDS if name not in ("client", "last_reply"))
 _CLIENT_FIELDS = tuple(f.name for f in fields(ClientProfile))
+# One encoder for every call: json.dumps with any option builds a new JSONEncoder each time.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+MAX_CACHED_JSON = 1024
+_replies: dict[str, str] = {}
+_clients: dict[ClientProfile, str] = {}
+
+
+def _reply_json(xml: str) -> str:
+    encoded = _replies.get(xml)
+    if encoded is None:
+        encoded = _encode(xml)
+        if len(_replies) >= MAX_CACHED_JSON:
+            _replies.clear()
+        _replies[xml] = encoded
+    return encoded
+
+
+def _client_json(client: ClientProfile) -> str:
+    try:
+        encoded = _clients.get(client)
+    except TypeError:  # an unhashable value somewhere in the profile: encoded each time
+        return _encode({name: getattr(client, name) for name in _CLIENT_FIELDS})
+    if encoded is None:
+        encoded = _encode({name: getattr(client, name) for name in _CLIENT_FIELDS})
+        if len(_clients) >= MAX_CACHED_JSON:
+            _clients.clear()
+        _clients[client] = encoded
+    return encoded
 
 
 class CallStateStore:
