@@ -90,10 +90,10 @@ async def warm_up(services: Services) -> None:
     if isinstance(classifier, LazyTopicClassifier):
         await classifier.load_in_background()
     await seed_default_articles(services.ctx)
-    _exempt_long_lived_objects_from_gc()
+    exempt_long_lived_objects_from_gc()
 
 
-def _exempt_long_lived_objects_from_gc() -> None:
+def exempt_long_lived_objects_from_gc() -> None:
     """What exists once start-up is over (modules, aiogram's classes, the topic model, the configuration:
     ~150,000 objects) lives as long as the process. Left to the collector, every full collection walks all
     of it: ~0.06 ms a request on average and most of the IVR benchmark's p99 spikes. Frozen, it is never
