@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
@@ -30,6 +31,25 @@ def _route_name(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+# Any token is a valid HTTP method to aiohttp; a label per made-up one would let a client grow the metrics
+# without bound.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_SERIES: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _series(route: str, method: str, status: int) -> tuple[Any, Any]:
+    """The request counter and latency histogram of one route, method and status; `labels()` looks them up
+    with locking and string handling on every call, so the pair is kept (a few dozen at most)."""
+    method = method if method in _METHODS else "other"
+    key = (route, method, status)
+    pair = _SERIES.get(key)
+    if pair is None:
+        pair = HTTP_REQUESTS.labels(route, method, str(status)), HTTP_LATENCY.labels(route)
+        if len(_SERIES) < 10_000:
+            _SERIES[key] = pair
+    return pair
+
+
 @web.middleware
 async def observe(request: web.Request, handler: web.Handler) -> web.StreamResponse:
     """Metrics per route, and a last line of defence: an unexpected error is logged, never shown."""
@@ -47,9 +67,9 @@ async def observe(request: web.Request, handler: web.Handler) -> web.StreamRespo
         log.exception("unhandled error on %s %s (incident %s)", request.method, request.path, incident)
         return web.json_response({"error": "internal error", "incident": incident}, status=500)
     finally:
-        route = _route_name(request)
-        HTTP_REQUESTS.labels(route, request.method, str(status)).inc()
-        HTTP_LATENCY.labels(route).observe(time.perf_counter() - started)
+        requests, latency = _series(_route_name(request), request.method, status)
+        requests.inc()
+        latency.observe(time.perf_counter() - started)
 
 
 async def health(_request: web.Request) -> web.Response:

@@ -16,6 +16,12 @@ async def test_health_ready_metrics(services):
         text = await metrics.text()
         assert metrics.status == 200 and metrics.content_type == "text/plain"
         assert 'frontoffice_http_requests_total{method="GET",route="/health",status="200"}' in text
+        # Methods other than the usual ones share one label value: a client cannot grow the metrics without bound.
+        for verb in ("PROPFIND", "MKCOL"):
+            assert (await client.request(verb, "/health")).status == 405
+        text = await (await client.get("/metrics")).text()
+        assert 'frontoffice_http_requests_total{method="other",route="unmatched",status="405"}' in text
+        assert "PROPFIND" not in text and "MKCOL" not in text
 
 
 async def test_ready_names_what_is_down(services):
