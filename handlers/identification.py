@@ -177,7 +177,8 @@ async def identify_telegram_sender(ctx: AppContext, telegram_user_id: int, *,
 
 async def identify_by_telegram(ctx: AppContext, telegram_user_id: int) -> ClientProfile | None:
     async with ctx.read() as uow:
-        rows = (await uow.session.execute(_BY_TELEGRAM, {"telegram_user_id": telegram_user_id})).all()
+        connection = await uow.session.connection()
+        rows = (await connection.execute(_BY_TELEGRAM, {"telegram_user_id": telegram_user_id})).all()
     profiles = _profiles_from_rows(rows)
     return profiles[0] if profiles else None
 
@@ -203,12 +204,14 @@ def _phone_lookups(ctx: AppContext) -> Batcher[str, tuple[ClientProfile, ...]]:
 
 async def _profiles_by_phone(ctx: AppContext, phones: list[str]) -> dict[str, tuple[ClientProfile, ...]]:
     async with ctx.read() as uow:
-        session = uow.session
+        # Plain columns, so the statement runs on the session's connection: the ORM's execute path would only
+        # add its bookkeeping to every call's first step.
+        connection = await uow.session.connection()
         if len(phones) == 1:
-            rows = (await session.execute(_BY_PHONE, {"phone": phones[0]})).all()
+            rows = (await connection.execute(_BY_PHONE, {"phone": phones[0]})).all()
             return {phones[0]: tuple(_profiles_from_rows(rows))}
-        statement = _BY_PHONES_ARRAY if session.bind.dialect.name == "postgresql" else _BY_PHONES_LIST
-        rows = (await session.execute(statement, {"phones": phones})).all()
+        statement = _BY_PHONES_ARRAY if connection.dialect.name == "postgresql" else _BY_PHONES_LIST
+        rows = (await connection.execute(statement, {"phones": phones})).all()
     by_phone: dict[str, list[Row[Any]]] = {}
     for row in rows:
         by_phone.setdefault(row[14], []).append(row)
