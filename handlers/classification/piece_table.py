@@ -28,6 +28,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,6 +44,7 @@ _HEADER_BYTES = 64  # rows start at a round offset
 _BUILD_BATCH = 512  # pieces per product while building: measured fastest (512: 8.7 s, 2048: 12 s in all)
 _FREE_SPACE_MARGIN = 512 * 1024 * 1024  # never fill a disk to the brim for a cache
 _RECHECK_SECONDS = 5.0
+_PREFETCH_STEP = 4 << 20  # bytes per read-ahead request: one POSIX_FADV_WILLNEED reads at most ~2-8 MB at a time
 
 
 def row_dtype(half_columns: int, float_columns: int) -> np.dtype:
@@ -105,6 +107,24 @@ class PieceTable:
         out[:, half:] = records["single"]
         return out
 
+    def prefetch(self) -> None:
+        """Ask the kernel to bring the whole file into the page cache.
+
+        Why: a row costs ~10 us from the page cache but ~90 us from disk (measured on the project's machine,
+        where a freshly written table was only 10% resident). The kernel does the reading: nothing is copied
+        into this process, and the pages stay shared and reclaimable. One WILLNEED for the whole file reads
+        just a few MB, so it is asked for piece by piece (~0.3 s for 1 GB from disk, ~25 ms when cached)."""
+        if not hasattr(os, "posix_fadvise") or self._fd < 0:
+            return
+        fd, size = self._fd, _HEADER_BYTES + self.rows * self._dtype.itemsize
+        try:
+            for offset in range(0, size, _PREFETCH_STEP):
+                if self._fd != fd:
+                    return  # closed meanwhile
+                os.posix_fadvise(fd, offset, _PREFETCH_STEP, os.POSIX_FADV_WILLNEED)
+        except OSError as exc:  # only a hint: reads still work without it
+            log.debug("piece table prefetch stopped: %s", exc)
+
     def close(self) -> None:
         fd, self._fd = self._fd, -1
         if fd >= 0:
@@ -133,6 +153,9 @@ class PieceTableSource:
                     self._table = PieceTable(self.path, *self._columns)
                 except (OSError, ValueError) as exc:
                     log.warning("cannot use the encoder's piece table %s (%s)", self.path, exc)
+                else:
+                    # in the background: opening happens on a request's path (its first new piece)
+                    threading.Thread(target=self._table.prefetch, name="piece-table-prefetch", daemon=True).start()
         return self._table
 
 

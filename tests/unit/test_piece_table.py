@@ -147,3 +147,33 @@ def test_a_new_table_replaces_the_tables_of_older_weights(encoder, tmp_path):
     path = tmp_path / "usem3-multilingual-v3-pieces-v1-333-444.bin"
     assert piece_table.build(path, 10, _RAW_MEAN, _ROW - _RAW_MEAN, encoder._compute_rows)
     assert path.is_file() and not old.exists() and unrelated.exists()
+
+
+def test_prefetch_asks_the_kernel_for_the_whole_file_in_steps(encoder, tmp_path, monkeypatch):
+    path = _small_table(encoder, tmp_path)
+    table = PieceTable(path, _RAW_MEAN, _ROW - _RAW_MEAN)
+    size = path.stat().st_size
+    asked: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(piece_table, "_PREFETCH_STEP", 1 << 20)
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, offset, length, advice: asked.append((offset, length, advice)))
+    table.prefetch()
+    assert all(advice == os.POSIX_FADV_WILLNEED for _, _, advice in asked)
+    assert [offset for offset, _, _ in asked] == list(range(0, size, 1 << 20))  # every byte, in order
+    assert asked[-1][0] + asked[-1][1] >= size and len(asked) > 1
+    table.close()
+    asked.clear()
+    table.prefetch()  # a closed table asks for nothing (and does not fail)
+    assert asked == []
+
+
+def test_opening_the_table_prefetches_it_in_the_background(encoder, tmp_path, monkeypatch):
+    path = _small_table(encoder, tmp_path)
+    started: list[str] = []
+    monkeypatch.setattr(PieceTable, "prefetch", lambda self: started.append(str(self.path)))
+    source = PieceTableSource(path, _RAW_MEAN, _ROW - _RAW_MEAN)
+    assert source.get() is not None
+    for thread in [t for t in __import__("threading").enumerate() if t.name == "piece-table-prefetch"]:
+        thread.join(5)
+    assert started == [str(path)]
+    source.get()  # already open: not again
+    assert started == [str(path)]
