@@ -3,6 +3,7 @@
 import fcntl
 import os
 import shutil
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -172,7 +173,7 @@ def test_opening_the_table_prefetches_it_in_the_background(encoder, tmp_path, mo
     monkeypatch.setattr(PieceTable, "prefetch", lambda self: started.append(str(self.path)))
     source = PieceTableSource(path, _RAW_MEAN, _ROW - _RAW_MEAN)
     assert source.get() is not None
-    for thread in [t for t in __import__("threading").enumerate() if t.name == "piece-table-prefetch"]:
+    for thread in [t for t in threading.enumerate() if t.name == "piece-table-prefetch"]:
         thread.join(5)
     assert started == [str(path)]
     source.get()  # already open: not again
